@@ -1,0 +1,1 @@
+"""Tests for workshop-backend (run with trial)."""

@@ -1,0 +1,1 @@
+"""Validation: the rule language (spec), its evaluation and its runner."""
