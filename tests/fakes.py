@@ -1,0 +1,102 @@
+"""Test doubles for the core: a synchronous pool, a checker, a terminal, a hub."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+
+from workshop_backend.validation.evaluate import RuleResult, ValidationResult
+from workshop_backend.validation.spec import ValidationSpec
+
+
+class SyncPool:
+    """``adbapi.ConnectionPool`` run in the calling thread, for reactor-free tests.
+
+    Same transaction semantics as adbapi's ``runInteraction``: commit on
+    success, roll back and fail the Deferred on an exception.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path)
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.closed = False
+
+    def runInteraction(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Run ``fn(cursor, *args)`` in a transaction."""
+        cursor = self.conn.cursor()
+        try:
+            result = fn(cursor, *args)
+        except Exception:
+            self.conn.rollback()
+            return fail()
+        self.conn.commit()
+        return succeed(result)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+        self.closed = True
+
+
+class FakeChecker:
+    """Answers validations from a table of verdicts; can hold a run open."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.verdicts: dict[str, bool] = {}
+        self.runs: list[str] = []
+        self.hold: Deferred[None] | None = None
+
+    def run(self, step_id: str, spec: ValidationSpec) -> Deferred[ValidationResult]:
+        """One verdict per rule, all the same."""
+        self.runs.append(step_id)
+        passed = self.verdicts.get(step_id, False)
+        results = tuple(
+            RuleResult(
+                rule.id,
+                rule.type,
+                passed,
+                rule.message,
+                "found it" if passed else f"file not found: {rule.path}",
+            )
+            for rule in spec.rules
+        )
+        result = ValidationResult(step_id, passed, self.clock.seconds(), 3, results)
+        if self.hold is not None:
+            return self.hold.addCallback(lambda _: result)
+        return succeed(result)
+
+
+class FakeTerminal:
+    """A terminal whose readiness the test sets."""
+
+    def __init__(self, ready: bool = True) -> None:
+        self.ready = ready
+        self.reason: str | None = None
+
+    def status(self) -> dict[str, Any]:
+        """As the supervisor reports it."""
+        return {"state": "running" if self.ready else "starting", "restarts": 0}
+
+    def is_ready(self) -> bool:
+        """Set by the test."""
+        return self.ready
+
+
+class RecordingHub:
+    """Records published events."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def publish(self, event: str, data: object) -> None:
+        """Keep it."""
+        self.events.append((event, data))
+
+    def names(self) -> list[str]:
+        """The event names so far."""
+        return [name for name, _ in self.events]

@@ -1,0 +1,190 @@
+"""The daemon's own services: the whole, the working copy, the listener.
+
+Start-up order matters to the student's waiting time and to the operator's
+probes: the listener comes up at once (``/healthz`` answers), the working
+copy is made in a thread meanwhile, ttyd starts beside it, and ``/readyz``
+turns 200 when both are done.  A fault that makes serving impossible (the
+state dir is full, the port is taken) stops the daemon with one log line and
+a non-zero exit code, which :mod:`workshop_backend.main` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Site
+
+from workshop_backend import __version__
+from workshop_backend.config import Settings
+from workshop_backend.distribution import DistributionError
+from workshop_backend.runtime import WorkshopRuntime
+from workshop_backend.store import Store
+from workshop_backend.workingcopy import prepare
+
+EXIT_FATAL = 1
+
+
+class BackendService(MultiService):
+    """The whole daemon; remembers why it had to stop."""
+
+    log = Logger()
+
+    def __init__(self, settings: Settings, reactor: Any) -> None:
+        super().__init__()
+        self.settings = settings
+        self.reactor = reactor
+        self.exit_code = 0
+
+    def startService(self) -> None:
+        """Say what we are about to serve, then start the children."""
+        s = self.settings
+        w = s.distribution.workshop
+        self.log.info(
+            "workshop-backend {version} serving {workshop_id} {workshop_version} step {step} on {listen};"
+            " state dir {state_dir}",
+            version=__version__,
+            workshop_id=w.id,
+            workshop_version=w.version,
+            step=s.step,
+            listen=s.listen,
+            state_dir=str(s.state_dir),
+            demo=s.demo,
+            auth=s.auth,
+        )
+        if s.state_dir_fallback:
+            self.log.warn("the default state dir is not writable; using {state_dir} instead", state_dir=str(s.state_dir))
+        if s.auth == "none":
+            self.log.warn("--auth none: anyone who reaches this port gets a shell; only use it behind an authenticating proxy")
+        super().startService()
+
+    def fail(self, message: str) -> None:
+        """Stop the daemon with a non-zero exit code and one clear line."""
+        if self.exit_code:
+            return
+        self.exit_code = EXIT_FATAL
+        self.log.critical("cannot go on: {message}", message=message)
+        if self.reactor.running:
+            self.reactor.stop()
+
+
+class WorkingCopyService(Service):
+    """Makes or reopens the working copy (in a thread), then opens the runtime."""
+
+    log = Logger()
+
+    def __init__(
+        self, settings: Settings, runtime: WorkshopRuntime, reactor: Any, *, on_fatal: Callable[[str], None]
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.reactor = reactor
+        self.on_fatal = on_fatal
+        self.store: Store | None = None
+        self.opened: Deferred[None] | None = None
+
+    def startService(self) -> None:
+        """Begin opening; readiness reports when done."""
+        super().startService()
+        self.opened = ensureDeferred(self._open())
+        self.opened.addErrback(self._failed)
+
+    async def _open(self) -> None:
+        s = self.settings
+        copy = await deferToThreadPool(
+            self.reactor,
+            self.reactor.getThreadPool(),
+            prepare,
+            s.distribution,
+            s.state_dir,
+            container_step=s.step,
+            now=self.reactor.seconds(),
+            fresh=s.fresh,
+        )
+        if copy.resumed:
+            self.log.info("resuming the working copy {path}", path=str(copy.path))
+        else:
+            self.log.info(
+                "made a fresh working copy {path}{why}",
+                path=str(copy.path),
+                why=f" ({copy.replaced_because})" if copy.replaced_because else "",
+            )
+        self.store = Store(copy.path)
+        await self.runtime.open(self.store)
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(DistributionError):
+            self.on_fatal(str(failure.value))
+        elif failure.check(OSError):
+            err: OSError = failure.value
+            self.on_fatal(f"cannot make the working copy in {self.settings.state_dir}: {err.strerror or err}")
+        else:
+            self.log.failure("opening the working copy failed", failure)
+            self.on_fatal("opening the working copy failed (see the error above)")
+
+    def stopService(self) -> Deferred[None]:
+        """Stop timers and close the database."""
+        super().stopService()
+        self.runtime.close()
+        if self.store is not None:
+            self.store.close()
+        return succeed(None)
+
+
+class ListenService(Service):
+    """Listens on the endpoint and says where (with the token URL, once)."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        site: Site,
+        settings: Settings,
+        *,
+        on_fatal: Callable[[str], None],
+    ) -> None:
+        self.endpoint = endpoint
+        self.site = site
+        self.settings = settings
+        self.on_fatal = on_fatal
+        self.port: IListeningPort | None = None
+
+    def startService(self) -> None:
+        """Listen now; a port we cannot take is fatal."""
+        super().startService()
+        d = self.endpoint.listen(self.site)
+        d.addCallbacks(self._listening, self._failed)
+
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+        address = port.getHost()
+        host = getattr(address, "host", None)
+        if host is None:
+            self.log.info("listening on {address}", address=str(address))
+            return
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+        if ":" in shown:
+            shown = f"[{shown}]"
+        url = f"http://{shown}:{address.port}/"
+        self.log.info("listening on {url}", url=url, port=address.port)
+        s = self.settings
+        if s.auth == "token" and s.token_source == "generated":
+            # The only time the token is ever logged: the student needs the URL.
+            self.log.info("open {login_url} to start", login_url=f"{url}?token={s.token}")
+
+    def _failed(self, failure: Failure) -> None:
+        self.on_fatal(f"cannot listen on {self.settings.listen}: {failure.getErrorMessage()}")
+
+    def stopService(self) -> Deferred[None] | None:
+        """Stop listening."""
+        super().stopService()
+        if self.port is not None:
+            return self.port.stopListening()  # type: ignore[no-any-return]
+        return None

@@ -1,0 +1,178 @@
+"""``twistd workshop-backend``: the options and the wiring.
+
+:class:`Options` parses the flags of contract section 2 (each with its
+environment variable) and checks them all, distribution included, in
+``postOptions``; :func:`makeService` only builds objects and plugs them
+together.  The console script (:mod:`workshop_backend.main`) uses the same
+two functions, so both ways of starting behave the same.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet.endpoints import serverFromString
+from twisted.python import usage
+
+from workshop_backend.api import Api
+from workshop_backend.config import Settings, resolve
+from workshop_backend.events import EventHub, EventStreamResource
+from workshop_backend.render import render_markdown
+from workshop_backend.runtime import WorkshopRuntime
+from workshop_backend.security import Guard, content_security_policy
+from workshop_backend.services import BackendService, ListenService, WorkingCopyService
+from workshop_backend.site import GuardedResource, index_loader, make_site, static_resource
+from workshop_backend.supervisor import TtydSupervisor
+from workshop_backend.ttydbin import TtydNotFound, find_ttyd
+from workshop_backend.validation.runner import Validator
+
+
+class Options(usage.Options):
+    """The daemon's options; every flag also has an environment variable."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve one workshop step: instructions, a terminal (ttyd) and checks. "
+        "Flags win over environment variables, which win over defaults."
+    )
+    optFlags = [
+        ["demo", None, "Serve the embedded demo workshop instead of --distribution."],
+        ["fresh", None, "Ignore an existing working copy; copy the distribution afresh."],
+    ]
+    optParameters = [
+        ["listen", None, None, "Twisted server endpoint [WORKSHOP_LISTEN; default tcp:8080]."],
+        [
+            "distribution",
+            None,
+            None,
+            "The read-only distribution SQLite [WORKSHOP_DISTRIBUTION; default /etc/workshop/workshop.sqlite].",
+        ],
+        [
+            "state-dir",
+            None,
+            None,
+            "Where the working copy and ttyd's socket live [WORKSHOP_STATE_DIR; default /var/lib/workshop, "
+            "else a temp dir].",
+        ],
+        ["step", None, None, "The step this container runs [WORKSHOP_STEP; default the first step]."],
+        ["ttyd", None, None, "The ttyd binary [WORKSHOP_TTYD; default ttyd on PATH]."],
+        ["shell", None, None, "The command each terminal runs [WORKSHOP_SHELL; default $SHELL, /bin/bash, /bin/sh]."],
+        ["auth", None, None, "'token' or 'none' (a trusted authenticating proxy in front) [WORKSHOP_AUTH]."],
+        [
+            "token-file",
+            None,
+            None,
+            "File holding the access token [WORKSHOP_TOKEN_FILE; or WORKSHOP_TOKEN, the token itself; "
+            "default: generated and logged once as a URL].",
+        ],
+        ["log-format", None, None, "'text' or 'json' (one JSON object per line) [WORKSHOP_LOG_FORMAT]."],
+    ]
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        self.allowed_hosts: list[str] = []
+        self.allowed_origins: list[str] = []
+        self.settings: Settings | None = None
+
+    def opt_allowed_host(self, value: str) -> None:
+        """Host header allowlist, repeatable; '*' allows any [WORKSHOP_ALLOWED_HOSTS, comma list]."""
+        self.allowed_hosts.append(value)
+
+    def opt_allowed_origin(self, value: str) -> None:
+        """An extra allowed origin (an LMS embedding the page), repeatable [WORKSHOP_ALLOWED_ORIGINS]."""
+        self.allowed_origins.append(value)
+
+    def postOptions(self) -> None:
+        """Check everything now: a bad start must stop before anything listens."""
+        self.settings = resolve(
+            self, self.environ, allowed_hosts=self.allowed_hosts, allowed_origins=self.allowed_origins
+        )
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """Wire the daemon together (no I/O happens here)."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    settings = options.settings
+    assert settings is not None, "parseOptions() checks the options first"
+    workshop = settings.distribution.workshop
+    environ = dict(settings.env)
+
+    try:
+        ttyd = find_ttyd(settings.ttyd)
+    except TtydNotFound as e:
+        ttyd = settings.ttyd or "ttyd"
+        missing_ttyd: str | None = str(e)
+    else:
+        missing_ttyd = None
+    supervisor = TtydSupervisor(
+        reactor=reactor,
+        ttyd=ttyd,
+        shell=shlex.join(settings.shell),
+        state_dir=settings.state_dir,
+        cwd=settings.workdir,
+        env=environ,
+    )
+    hub = EventHub()
+    runtime = WorkshopRuntime(
+        workshop,
+        container_step=settings.step,
+        clock=reactor,
+        render=render_markdown,
+        hub=hub,
+        checker=Validator(reactor, cwd=settings.workdir, env=environ),
+        terminal=supervisor,
+        watch_active=lambda: hub.subscriber_count() > 0,
+    )
+
+    def terminal_changed(status: dict[str, Any]) -> None:
+        hub.publish("terminal", status)
+        if runtime.ready:
+            hub.publish("status", runtime.status())
+
+    supervisor.add_listener(terminal_changed)
+
+    def readiness() -> tuple[bool, str]:
+        if not runtime.ready:
+            return False, "the working copy is not open yet"
+        if not supervisor.is_ready():
+            return False, supervisor.reason or missing_ttyd or f"the terminal is {supervisor.state}"
+        return True, "ready"
+
+    from workshop_backend.bridge import make_terminal_resource
+
+    events = EventStreamResource(
+        hub, reactor, initial=lambda: [("status", runtime.status())] if runtime.ready else []
+    )
+    index = index_loader()
+    api = Api(
+        runtime,
+        readiness=readiness,
+        index_html=lambda: index,
+        static=static_resource(),
+        terminal=make_terminal_resource(supervisor, reactor),
+        events=events,
+    )
+    guard = Guard(
+        auth=settings.auth,
+        token=settings.token,
+        allowed_hosts=settings.allowed_hosts,
+        allowed_origins=settings.allowed_origins,
+    )
+    site = make_site(GuardedResource(api.resource(), guard, content_security_policy(settings.allowed_origins)))
+
+    backend = BackendService(settings, reactor)
+    WorkingCopyService(settings, runtime, reactor, on_fatal=backend.fail).setServiceParent(backend)
+    supervisor.setServiceParent(backend)
+    ListenService(
+        serverFromString(reactor, settings.listen), site, settings, on_fatal=backend.fail
+    ).setServiceParent(backend)
+    return backend
+
