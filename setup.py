@@ -5,13 +5,15 @@
 server does.
 """
 
+from pathlib import Path
+
 from setuptools import setup
 
 setup(
     name="workshop-backend",
     version="0.1.0",
     description="The runtime engine inside every container of a hands-on workshop",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",

@@ -80,9 +80,7 @@ class Daemon(ProcessProtocol):
         if isinstance(value, (ProcessDone, ProcessTerminated)):
             self.exit_code = value.exitCode
         if not self.listening.called:
-            self.listening.errback(
-                RuntimeError(f"daemon ended before listening: {self.output!r} {self.errors!r}")
-            )
+            self.listening.errback(RuntimeError(f"daemon ended before listening: {self.output!r} {self.errors!r}"))
         self.ended.callback(self.exit_code)
 
     def signal(self, name: str) -> None:

@@ -87,7 +87,7 @@ class Harness:
         )
         self.guard = Guard(auth=auth, token=TOKEN if auth == "token" else None)  # type: ignore[arg-type]
         self.resource = GuardedResource(self.api.resource(), self.guard, content_security_policy([]))
-        self.treq = StubTreq(self.resource)
+        self.treq: Any = StubTreq(self.resource)
 
     def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any, Any]:
         """One request; answers (status, decoded JSON or bytes, response)."""
@@ -276,9 +276,7 @@ class NavigationTests(SynchronousTestCase):
         self.assertEqual(body["completed_steps"], ["intro", "make-file", "finish"])
         self.assertEqual(h.nav("next")[1]["error"], "no_next_step")
         workshop = h.get("/api/v1/workshop")[1]
-        self.assertEqual(
-            [s["status"] for s in workshop["steps"]], ["completed", "completed", "available", "current"]
-        )
+        self.assertEqual([s["status"] for s in workshop["steps"]], ["completed", "completed", "available", "current"])
         progress = {p["step"]: p for p in h.get("/api/v1/progress")[1]["steps"]}
         self.assertEqual(progress["finish"]["status"], "completed")
         self.assertEqual(progress["make-file"]["attempts"], 2)
@@ -425,9 +423,7 @@ class HttpTests(SynchronousTestCase):
         # drive; the bodies are fetched over a real socket in the daemon tests.
         code, _, response = h.request("HEAD", "/static/app-ABCDEFGH12.js")
         self.assertEqual(code, 200)
-        self.assertEqual(
-            response.headers.getRawHeaders(b"cache-control"), [b"public, max-age=31536000, immutable"]
-        )
+        self.assertEqual(response.headers.getRawHeaders(b"cache-control"), [b"public, max-age=31536000, immutable"])
         code, _, response = h.request("HEAD", "/static/plain.txt")
         self.assertEqual(response.headers.getRawHeaders(b"cache-control"), [b"no-cache"])
         code, _, response = h.request("GET", "/static", allow_redirects=False)
@@ -509,6 +505,7 @@ class BodyLimitTests(SynchronousTestCase):
         self.reached = reached
         site = make_site(Sink())
         channel = site.buildProtocol(None)
+        channel.callLater = Clock().callLater  # the idle timeout, off the real reactor
         transport = StringTransport()
         channel.makeConnection(transport)
         return channel, transport

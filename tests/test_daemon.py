@@ -16,6 +16,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
 
 from tests import daemon as d
 from tests import distributions
@@ -103,7 +104,7 @@ class DaemonTests(TestCase):
 
     async def api(self, url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """One authenticated API call."""
-        kwargs: dict[str, Any] = {"headers": self.auth}
+        kwargs: dict[str, Any] = {"headers": dict(self.auth)}
         if body is not None:
             kwargs["json"] = body
         response = await d.http().request(method, url + path.lstrip("/"), **kwargs)
@@ -156,7 +157,7 @@ class DaemonTests(TestCase):
         self.assertEqual(response.code, 303)
         self.assertEqual(response.headers.getRawHeaders("location"), ["/"])
         cookie = response.headers.getRawHeaders("set-cookie")[0].split(";")[0]
-        page = await d.http().get(url, headers={"Cookie": cookie})
+        page = await d.http().get(url, headers=Headers({"Cookie": [cookie]}))
         html = await page.text()
         self.assertEqual(page.code, 200)
         self.assertIn("<html", html.lower())
@@ -177,7 +178,7 @@ class DaemonTests(TestCase):
         assert daemon.login_url is not None
         token = daemon.login_url.split("?token=")[1]
         self.assertEqual(daemon.output.count(token.encode()), 1)
-        response = await d.http().get(url + "api/v1/status", headers={"Authorization": f"Bearer {token}"})
+        response = await d.http().get(url + "api/v1/status", headers=Headers({"Authorization": [f"Bearer {token}"]}))
         await response.text()
         self.assertEqual(response.code, 200)
 
@@ -189,7 +190,14 @@ class DaemonTests(TestCase):
         self.addCleanup(taken.close)
         port = taken.getsockname()[1]
         daemon = d.start(
-            ["--distribution", str(self.dist), "--state-dir", str(self.state), "--listen", f"tcp:{port}:interface=127.0.0.1"],
+            [
+                "--distribution",
+                str(self.dist),
+                "--state-dir",
+                str(self.state),
+                "--listen",
+                f"tcp:{port}:interface=127.0.0.1",
+            ],
             env=self.env,
             cwd=str(self.work),
         )

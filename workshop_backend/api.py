@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from klein import Klein
@@ -219,7 +219,7 @@ class Api:
     @app.handle_errors(ApiError)
     def api_error(self, request: IRequest, failure: Failure) -> bytes:
         """Every refusal, as JSON."""
-        error: ApiError = failure.value
+        error = cast(ApiError, failure.value)
         if error.status == 503:
             request.setHeader(b"Retry-After", b"1")
         return write_json(request, error.body(), error.status)
@@ -227,7 +227,7 @@ class Api:
     @app.handle_errors(RequestRedirect)
     def redirect(self, request: IRequest, failure: Failure) -> bytes:
         """werkzeug's slash redirects, kept on this host (a path, never a URL)."""
-        target = urlsplit(failure.value.new_url)
+        target = urlsplit(cast(RequestRedirect, failure.value).new_url)
         location = target.path + (f"?{target.query}" if target.query else "")
         request.setResponseCode(308)
         request.setHeader(b"Location", location.encode("utf-8"))
@@ -241,7 +241,7 @@ class Api:
     @app.handle_errors(MethodNotAllowed)
     def not_allowed(self, request: IRequest, failure: Failure) -> bytes:
         """Known paths, wrong method."""
-        allowed = ", ".join(failure.value.valid_methods or [])
+        allowed = ", ".join(cast(MethodNotAllowed, failure.value).valid_methods or [])
         request.setHeader(b"Allow", allowed.encode("ascii"))
         return write_json(
             request, {"error": "method_not_allowed", "message": f"This address answers {allowed} only."}, 405
@@ -250,8 +250,11 @@ class Api:
     @app.handle_errors(HTTPException)
     def http_exception(self, request: IRequest, failure: Failure) -> bytes:
         """Any other routing refusal werkzeug raises."""
-        code = failure.value.code or 400
-        return write_json(request, {"error": "bad_request", "message": failure.value.description or "Bad request."}, code)
+        error = cast(HTTPException, failure.value)
+        code = error.code or 400
+        return write_json(
+            request, {"error": "bad_request", "message": error.description or "Bad request."}, code
+        )
 
     @app.handle_errors(Exception)
     def bug(self, request: IRequest, failure: Failure) -> bytes:

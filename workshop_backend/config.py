@@ -99,9 +99,7 @@ def resolve_shell(value: str | None, environ: Mapping[str, str]) -> tuple[str, .
     return argv
 
 
-def resolve_token(
-    auth: str, token_file: str | None, environ: Mapping[str, str]
-) -> tuple[str | None, TokenSource]:
+def resolve_token(auth: str, token_file: str | None, environ: Mapping[str, str]) -> tuple[str | None, TokenSource]:
     """The access token: --token-file, WORKSHOP_TOKEN, WORKSHOP_TOKEN_FILE, or generated."""
     if auth == "none":
         return None, "none"
@@ -130,9 +128,14 @@ def resolve_listen(value: str) -> str:
     from twisted.internet.endpoints import serverFromString
 
     try:
-        serverFromString(reactor, value)
-    except (ValueError, TypeError, KeyError) as e:
+        endpoint = serverFromString(reactor, value)  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError, KeyError, IndexError, OSError, ImportError, NotImplementedError) as e:
+        # The parsers of the endpoint plugins raise all of these for bad input
+        # (ssl: a missing key file is an OSError; systemd: a bad index an IndexError).
         raise UsageError(f"--listen is not a valid endpoint ({e}): {value}") from None
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise UsageError(f"--listen port must be from 0 to 65535: {value}")
     return value
 
 
@@ -154,9 +157,7 @@ def resolve_origins(flags: Sequence[str], environ: Mapping[str, str]) -> tuple[s
     return tuple(values)
 
 
-def resolve_distribution(
-    value: str | None, demo: bool, state_dir: Path, step: str | None
-) -> tuple[Distribution, str]:
+def resolve_distribution(value: str | None, demo: bool, state_dir: Path, step: str | None) -> tuple[Distribution, str]:
     """Load (and for --demo, first write) the distribution; check --step."""
     if demo:
         from workshop_backend.demo import write_demo_distribution

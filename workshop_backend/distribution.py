@@ -103,7 +103,9 @@ def load_distribution(path: Path, *, step: str | None = None) -> Distribution:
         raise DistributionError(f"distribution {path} cannot be read as SQLite: {e}") from None
     if step is not None and workshop.step(step) is None:
         known = ", ".join(s.id for s in workshop.steps)
-        raise DistributionError(f"distribution {path} has no step {step!r} (--step / WORKSHOP_STEP); its steps: {known}")
+        raise DistributionError(
+            f"distribution {path} has no step {step!r} (--step / WORKSHOP_STEP); its steps: {known}"
+        )
     return Distribution(path=real, sha256=sha256, workshop=workshop)
 
 
@@ -116,7 +118,8 @@ def read_workshop(conn: sqlite3.Connection, path: Path) -> Workshop:
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version != FORMAT_VERSION:
         raise DistributionError(
-            f"distribution {path} has format version {version} (PRAGMA user_version); this backend reads {FORMAT_VERSION}"
+            f"distribution {path} has format version {version} (PRAGMA user_version);"
+            f" this backend reads {FORMAT_VERSION}"
         )
     for table, required in REQUIRED_COLUMNS.items():
         have = _columns(conn, table)
@@ -134,7 +137,9 @@ def read_workshop(conn: sqlite3.Connection, path: Path) -> Workshop:
         if not isinstance(value, str) or not value:
             raise DistributionError(f"distribution {path}: workshop.{name} must be a non-empty string")
     if navigation not in ("linear", "free"):
-        raise DistributionError(f"distribution {path}: workshop.navigation must be 'linear' or 'free' (is {navigation!r})")
+        raise DistributionError(
+            f"distribution {path}: workshop.navigation must be 'linear' or 'free' (is {navigation!r})"
+        )
 
     metadata: dict[str, tuple[object, object]] = {}
     for step_id, validation_s, hints_s in conn.execute("SELECT step_id, validation, hints FROM step_metadata"):
@@ -191,7 +196,9 @@ def _json(path: Path, sid: str, column: str, text: object) -> object:
     try:
         return json.loads(text)
     except ValueError as e:
-        raise DistributionError(f"distribution {path}: step {sid!r}: step_metadata.{column} is not valid JSON ({e})") from None
+        raise DistributionError(
+            f"distribution {path}: step {sid!r}: step_metadata.{column} is not valid JSON ({e})"
+        ) from None
 
 
 def _validation(path: Path, sid: str, text: object) -> ValidationSpec:
@@ -204,5 +211,7 @@ def _validation(path: Path, sid: str, text: object) -> ValidationSpec:
 def _hints(path: Path, sid: str, text: object) -> tuple[str, ...]:
     hints = _json(path, sid, "hints", text)
     if not isinstance(hints, list) or not all(isinstance(h, str) for h in hints):
-        raise DistributionError(f"distribution {path}: step {sid!r}: step_metadata.hints must be a JSON array of strings")
+        raise DistributionError(
+            f"distribution {path}: step {sid!r}: step_metadata.hints must be a JSON array of strings"
+        )
     return tuple(hints)

@@ -182,7 +182,9 @@ class WorkshopRuntime:
             "version": w.version,
             "description": w.description,
             "navigation": w.navigation,
-            "steps": [{"id": s.id, "position": s.position, "title": s.title, "status": statuses[s.id]} for s in w.steps],
+            "steps": [
+                {"id": s.id, "position": s.position, "title": s.title, "status": statuses[s.id]} for s in w.steps
+            ],
         }
 
     def html(self, markdown: str) -> str:

@@ -3,12 +3,18 @@
 The terminal is a shell in the container: whoever reaches ``/terminal`` runs
 commands.  :class:`Guard` checks, for every request, in this order:
 
-1. the ``Host`` header against the allowlist (DNS rebinding);
-2. for WebSocket handshakes and non-GET requests that carry ``Origin``: the
-   origin's host and port equal ``Host`` exactly, or the origin is one of
-   ``--allowed-origin``; ``null`` is refused;
-3. credentials, for the API, the event stream and the terminal: the session
-   cookie or ``Authorization: Bearer <token>``, compared in constant time.
+1. the ``Host`` header against the allowlist (DNS rebinding); exactly one;
+2. for WebSocket handshakes, every request to ``/terminal`` and non-GET
+   requests that carry ``Origin``: the origin's host and port equal ``Host``
+   exactly, or the origin is one of ``--allowed-origin``; ``null`` is refused;
+3. the path: it is judged as the router will see it (percent-decoded
+   segments, as Twisted hands them to Klein), and a path that could be read
+   two ways (an empty, ``.`` or ``..`` segment, an encoded ``/`` or ``\\``, a
+   NUL) is refused with 404 before anything routes it;
+4. credentials for everything but the probes and the UI's assets: the
+   session cookie or ``Authorization: Bearer <token>``, compared in constant
+   time.  The list of public paths is short and explicit, so a route added
+   later is private unless someone decides otherwise.
 
 ``?token=`` on a page URL logs in: a session cookie is set and the browser
 is redirected to the same path without the token, so the token leaves the
@@ -22,7 +28,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from twisted.web.iweb import IRequest
@@ -95,9 +101,9 @@ class Guard:
             return ApiError(403, "forbidden_host", "This backend does not answer to that host name.")
         origin = request.getHeader(b"origin")
         is_upgrade = (request.getHeader(b"upgrade") or b"").lower() == b"websocket"
-        if origin is not None and (is_upgrade or request.method not in (b"GET", b"HEAD")):
-            if not self.origin_allowed(origin.decode("latin-1"), host):
-                return ApiError(403, "forbidden_origin", "Requests from that origin are not allowed.")
+        judged = origin is not None and (is_upgrade or request.method not in (b"GET", b"HEAD"))
+        if judged and origin is not None and not self.origin_allowed(origin.decode("latin-1"), host):
+            return ApiError(403, "forbidden_origin", "Requests from that origin are not allowed.")
         path = request.path.decode("latin-1")
         if self.needs_auth(path) and not self.authenticated(request):
             return ApiError(401, "unauthorized", "An access token is required: open the link you were given.")
@@ -117,7 +123,7 @@ class Guard:
             return False
         if normal in self._origins:
             return True
-        scheme, rest = normal.split("://", 1)
+        rest = normal.split("://", 1)[1]
         o_host, o_port = split_host(rest)
         h_host, h_port = split_host(host)
         if h_port is None:
@@ -160,7 +166,7 @@ class Guard:
             request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
             return TOKEN_PAGE.replace(b"{message}", b"This link's access token is not valid for this workspace.")
         secure = request.isSecure() or (request.getHeader(b"x-forwarded-proto") or b"").lower() == b"https"
-        request.addCookie(
+        cast(Any, request).addCookie(
             self.cookie_name(request),
             self._session.encode("ascii"),
             path=b"/",

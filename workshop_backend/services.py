@@ -11,7 +11,7 @@ a non-zero exit code, which :mod:`workshop_backend.main` returns.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
@@ -59,9 +59,13 @@ class BackendService(MultiService):
             auth=s.auth,
         )
         if s.state_dir_fallback:
-            self.log.warn("the default state dir is not writable; using {state_dir} instead", state_dir=str(s.state_dir))
+            self.log.warn(
+                "the default state dir is not writable; using {state_dir} instead", state_dir=str(s.state_dir)
+            )
         if s.auth == "none":
-            self.log.warn("--auth none: anyone who reaches this port gets a shell; only use it behind an authenticating proxy")
+            self.log.warn(
+                "--auth none: anyone who reaches this port gets a shell; use it only behind an authenticating proxy"
+            )
         super().startService()
 
     def fail(self, message: str) -> None:
@@ -122,7 +126,7 @@ class WorkingCopyService(Service):
         if failure.check(DistributionError):
             self.on_fatal(str(failure.value))
         elif failure.check(OSError):
-            err: OSError = failure.value
+            err = cast(OSError, failure.value)
             self.on_fatal(f"cannot make the working copy in {self.settings.state_dir}: {err.strerror or err}")
         else:
             self.log.failure("opening the working copy failed", failure)
@@ -169,11 +173,12 @@ class ListenService(Service):
         if host is None:
             self.log.info("listening on {address}", address=str(address))
             return
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         if ":" in shown:
             shown = f"[{shown}]"
-        url = f"http://{shown}:{address.port}/"
-        self.log.info("listening on {url}", url=url, port=address.port)
+        number = getattr(address, "port", 0)
+        url = f"http://{shown}:{number}/"
+        self.log.info("listening on {url}", url=url, port=number)
         s = self.settings
         if s.auth == "token" and s.token_source == "generated":
             # The only time the token is ever logged: the student needs the URL.

@@ -75,9 +75,7 @@ class LimitedRequest(server.Request):
         self._refused = True
         # No "100 Continue" after a refusal.
         self.requestHeaders.removeHeader(b"expect")
-        body = encode(
-            {"error": "too_large", "message": f"The request body may be at most {self._cap // 1024} KiB."}
-        )
+        body = encode({"error": "too_large", "message": f"The request body may be at most {self._cap // 1024} KiB."})
         head = (
             b"HTTP/1.1 413 Content Too Large\r\n"
             b"Content-Type: application/json; charset=utf-8\r\n"
@@ -135,7 +133,7 @@ class StaticFiles(static.File):
         """Refuse dot files and anything that resolves outside the root."""
         if path.startswith(b".") or b"/" in path or b"\\" in path or b"\x00" in path:
             return NoResource()
-        child = super().getChild(path, request)
+        child: IResource = super().getChild(path, request)
         if isinstance(child, static.File):
             root = Path(self.path).resolve()
             try:
@@ -162,8 +160,15 @@ def static_root() -> Path:
 def static_resource(root: Path | None = None) -> StaticFiles:
     """The ``/static/`` resource."""
     resource = StaticFiles(FilePath(str(root or static_root())).path)
-    resource.contentTypes.update({".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-                                  ".woff2": "font/woff2", ".svg": "image/svg+xml", ".map": "application/json"})
+    resource.contentTypes.update(
+        {
+            ".js": "text/javascript; charset=utf-8",
+            ".css": "text/css; charset=utf-8",
+            ".woff2": "font/woff2",
+            ".svg": "image/svg+xml",
+            ".map": "application/json",
+        }
+    )
     return resource
 
 
@@ -189,7 +194,7 @@ class WorkshopSite(server.Site):
     noisy = False
     access = Logger(namespace="workshop_backend.access")
 
-    def log(self, request: IRequest) -> None:
+    def log(self, request: Any) -> None:
         """One event per request: method, path, status, duration, bytes."""
         started = getattr(request, "started", 0.0)
         self.access.info(

@@ -64,7 +64,7 @@ class Store:
 
     def __init__(self, path: Path, pool: adbapi.ConnectionPool | None = None) -> None:
         self.path = path
-        self._pool = pool or adbapi.ConnectionPool(
+        self._pool = pool or adbapi.ConnectionPool(  # type: ignore[no-untyped-call]
             "sqlite3",
             str(path),
             check_same_thread=False,
@@ -73,13 +73,18 @@ class Store:
             cp_openfun=_open,
             cp_noisy=False,
         )
+        self._closed = False
 
     def close(self) -> None:
-        """Close the pool (and its connection)."""
-        self._pool.close()
+        """Close the pool (and its connection); closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()  # type: ignore[no-untyped-call]
 
     def _interaction(self, fn: Any, *args: Any) -> Deferred[Any]:
-        return self._pool.runInteraction(fn, *args)
+        d: Deferred[Any] = self._pool.runInteraction(fn, *args)  # type: ignore[no-untyped-call]
+        return d
 
     # -- status and progress ---------------------------------------------------------
 
@@ -132,9 +137,7 @@ class Store:
                     "UPDATE progress SET completed_at = COALESCE(completed_at, ?) WHERE step_id = ?", (now, step)
                 )
             _ensure_progress(txn, current_step)
-            txn.execute(
-                "UPDATE progress SET viewed_at = COALESCE(viewed_at, ?) WHERE step_id = ?", (now, current_step)
-            )
+            txn.execute("UPDATE progress SET viewed_at = COALESCE(viewed_at, ?) WHERE step_id = ?", (now, current_step))
 
         return self._interaction(run)
 

@@ -129,7 +129,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         hub=hub,
         checker=Validator(reactor, cwd=settings.workdir, env=environ),
         terminal=supervisor,
-        watch_active=lambda: hub.subscriber_count() > 0,
+        watch_active=lambda: hub.subscriber_count > 0,
     )
 
     def terminal_changed(status: dict[str, Any]) -> None:
@@ -148,9 +148,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     from workshop_backend.bridge import make_terminal_resource
 
-    events = EventStreamResource(
-        hub, reactor, initial=lambda: [("status", runtime.status())] if runtime.ready else []
-    )
+    events = EventStreamResource(hub, reactor, initial=lambda: [("status", runtime.status())] if runtime.ready else [])
     index = index_loader()
     api = Api(
         runtime,
@@ -171,8 +169,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     backend = BackendService(settings, reactor)
     WorkingCopyService(settings, runtime, reactor, on_fatal=backend.fail).setServiceParent(backend)
     supervisor.setServiceParent(backend)
-    ListenService(
-        serverFromString(reactor, settings.listen), site, settings, on_fatal=backend.fail
-    ).setServiceParent(backend)
+    ListenService(serverFromString(reactor, settings.listen), site, settings, on_fatal=backend.fail).setServiceParent(
+        backend
+    )
     return backend
-

@@ -51,7 +51,7 @@ def bundled_ttyd(cache_dir: Path | None = None) -> Path:
     try:
         with os.fdopen(fd, "wb") as out, source.open("rb") as src:
             shutil.copyfileobj(src, out)
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, 0o755)  # noqa: S103 - an executable for this user and others
         os.replace(tmp, target)
     except BaseException:
         os.unlink(tmp)

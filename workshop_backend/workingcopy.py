@@ -99,6 +99,9 @@ def prepare(
                 replaced_because = "the existing working copy was made from another distribution"
         if target.exists():
             _move_aside(target, ".previous")
+    # A -wal or -journal without its database (a crash between the renames of
+    # _move_aside, a hand-deleted copy) would be replayed into the new copy.
+    _move_sidecars(target, target.with_name(target.name + ".orphaned"))
     _build(distribution, target, container_step=container_step, now=now)
     return WorkingCopy(path=target, resumed=False, replaced_because=replaced_because)
 
@@ -106,6 +109,10 @@ def prepare(
 def _move_aside(target: Path, suffix: str) -> None:
     aside = target.with_name(target.name + suffix)
     os.replace(target, aside)
+    _move_sidecars(target, aside)
+
+
+def _move_sidecars(target: Path, aside: Path) -> None:
     for extra in ("-wal", "-shm", "-journal"):
         side = target.with_name(target.name + extra)
         if side.exists():
@@ -113,23 +120,31 @@ def _move_aside(target: Path, suffix: str) -> None:
 
 
 def _build(distribution: Distribution, target: Path, *, container_step: str, now: float) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".workshop.sqlite.tmp-")
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, distribution.path.open("rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        if file_sha256(tmp) != distribution.sha256:
-            raise DistributionError(f"distribution {distribution.path} changed while it was being copied; restart to retry")
-        _initialise(tmp, distribution, container_step=container_step, now=now)
-        with tmp.open("rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        # It was checked at start; a ConfigMap update may have removed it since.
+        src = distribution.path.open("rb")
+    except OSError as e:
+        raise DistributionError(f"cannot read distribution {distribution.path}: {e.strerror}") from None
+    with src:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".workshop.sqlite.tmp-")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            if file_sha256(tmp) != distribution.sha256:
+                raise DistributionError(
+                    f"distribution {distribution.path} changed while it was being copied; restart to retry"
+                )
+            _initialise(tmp, distribution, container_step=container_step, now=now)
+            with tmp.open("rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+            _fsync_dir(target.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def _initialise(path: Path, distribution: Distribution, *, container_step: str, now: float) -> None:
@@ -168,16 +183,19 @@ def _initialise(path: Path, distribution: Distribution, *, container_step: str, 
 
 
 def _statements(script: str) -> list[str]:
-    """Split a schema script into statements (executescript would commit)."""
+    """Split a schema script into statements (executescript would commit).
+
+    The text is kept as written, comments included, so the schema stored in
+    the copy is the one executescript would store (and ``--`` inside a string
+    literal is left alone).
+    """
     statements: list[str] = []
     buffer = ""
     for line in script.splitlines(keepends=True):
-        stripped = line.split("--", 1)[0]
-        buffer += stripped
+        buffer += line
         if sqlite3.complete_statement(buffer):
-            if buffer.strip():
-                statements.append(buffer.strip())
+            statements.append(buffer.strip())
             buffer = ""
-    if buffer.strip():
+    if any(line.strip() and not line.strip().startswith("--") for line in buffer.splitlines()):
         raise ValueError("schema script ends inside a statement")
     return statements
