@@ -19,22 +19,14 @@ from twisted.python.usage import UsageError
 EXIT_USAGE = 2
 
 
-def start_logging(log_format: str, out: TextIO) -> None:
-    """Text lines on a terminal, JSON lines for log collectors."""
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        jsonFileLogObserver,
-        textFileLogObserver,
-    )
+def start_logging(log_format: str, out: TextIO, reactor: Any) -> None:
+    """Text lines on a terminal, flat JSON lines for log collectors."""
+    from twisted.logger import globalLogBeginner
 
-    observer = jsonFileLogObserver(out) if log_format == "json" else textFileLogObserver(out)
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(observer, [predicate])], redirectStandardIO=False, discardBuffer=True
-    )
+    from workshop_backend.logs import LineObserver
+
+    observer = LineObserver(out, json_lines=log_format == "json", call_soon=lambda f: reactor.callLater(0, f))
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False, discardBuffer=True)
 
 
 def run(argv: Sequence[str], *, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
@@ -53,9 +45,9 @@ def run(argv: Sequence[str], *, stdout: TextIO = sys.stdout, stderr: TextIO = sy
         print(f"workshop-backend: {e}", file=stderr)
         return EXIT_USAGE
     assert options.settings is not None
-    start_logging(options.settings.log_format, stdout)
-
     from twisted.internet import reactor
+
+    start_logging(options.settings.log_format, stdout, reactor)
 
     service: Any = makeService(options, reactor)
     reactor.callWhenRunning(service.startService)
