@@ -20,7 +20,14 @@ from typing import Literal
 from twisted.python.usage import UsageError
 
 from workshop_backend.distribution import Distribution, DistributionError, load_distribution
-from workshop_backend.security import LOOPBACK_HOSTS, AuthMode, generate_token, normalise_origin
+from workshop_backend.security import (
+    LOOPBACK_HOSTS,
+    AuthMode,
+    generate_token,
+    normalise_host,
+    normalise_origin,
+    split_host,
+)
 
 DEFAULT_LISTEN = "tcp:8080"
 DEFAULT_DISTRIBUTION = "/etc/workshop/workshop.sqlite"
@@ -85,9 +92,17 @@ def resolve_state_dir(value: str | None) -> tuple[Path, bool]:
 
 
 def resolve_shell(value: str | None, environ: Mapping[str, str]) -> tuple[str, ...]:
-    """``--shell``, else $SHELL, else /bin/bash, else /bin/sh; must exist."""
+    """``--shell`` (must exist), else the first of $SHELL, /bin/bash, /bin/sh that exists.
+
+    $SHELL is only a default: one inherited from elsewhere that this image
+    lacks falls back like an unset one, instead of refusing to start.
+    """
     if value is None:
-        value = environ.get("SHELL") or ("/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh")
+        candidates = [c for c in (environ.get("SHELL"), "/bin/bash", "/bin/sh") if c]
+        for candidate in candidates:
+            if shutil.which(candidate) is not None:
+                return (candidate,)
+        raise UsageError(f"no shell found (tried {', '.join(candidates)}); give one with --shell")
     try:
         argv = tuple(shlex.split(value))
     except ValueError as e:
@@ -143,7 +158,11 @@ def resolve_hosts(flags: Sequence[str], environ: Mapping[str, str]) -> tuple[str
     """Host allowlist: flags, else WORKSHOP_ALLOWED_HOSTS, else loopback names."""
     values = list(flags) or [h.strip() for h in environ.get("WORKSHOP_ALLOWED_HOSTS", "").split(",") if h.strip()]
     for host in values:
-        if host != "*" and (not host or any(c in host for c in "/?#@ ")):
+        if host == "*":
+            continue
+        # What the Guard cannot read it would silently drop: refuse it here instead.
+        name, port = split_host(host)
+        if normalise_host(name) is None or (port is not None and not port.isdigit()):
             raise UsageError(f"--allowed-host is not a host name: {host!r}")
     return tuple(values) or LOOPBACK_HOSTS
 

@@ -143,6 +143,8 @@ def read_workshop(conn: sqlite3.Connection, path: Path) -> Workshop:
 
     metadata: dict[str, tuple[object, object]] = {}
     for step_id, validation_s, hints_s in conn.execute("SELECT step_id, validation, hints FROM step_metadata"):
+        if step_id in metadata:
+            raise DistributionError(f"distribution {path}: step_metadata has more than one row for step {step_id!r}")
         metadata[step_id] = (validation_s, hints_s)
 
     steps: list[Step] = []
@@ -156,7 +158,7 @@ def read_workshop(conn: sqlite3.Connection, path: Path) -> Workshop:
         if sid in seen_ids:
             raise DistributionError(f"distribution {path}: step id {sid!r} is used twice")
         seen_ids.add(sid)
-        if position != expected:
+        if type(position) is not int or position != expected:
             raise DistributionError(
                 f"distribution {path}: step positions must be 0..{len(rows) - 1} without gaps or duplicates "
                 f"(step {sid!r} has {position!r}, expected {expected})"

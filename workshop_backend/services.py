@@ -41,6 +41,8 @@ class BackendService(MultiService):
         self.settings = settings
         self.reactor = reactor
         self.exit_code = 0
+        #: Called first when the daemon stops (e.g. kill running check commands).
+        self.on_stop: list[Callable[[], object]] = []
 
     def startService(self) -> None:
         """Say what we are about to serve, then start the children."""
@@ -67,6 +69,15 @@ class BackendService(MultiService):
                 "--auth none: anyone who reaches this port gets a shell; use it only behind an authenticating proxy"
             )
         super().startService()
+
+    def stopService(self) -> Deferred[None]:
+        """Run the stop hooks, then stop the children (in reverse order)."""
+        for hook in self.on_stop:
+            try:
+                hook()
+            except Exception:
+                self.log.failure("a stop hook failed")
+        return super().stopService()  # type: ignore[no-any-return]
 
     def fail(self, message: str) -> None:
         """Stop the daemon with a non-zero exit code and one clear line."""

@@ -5,8 +5,16 @@
   without reading the rest (the connection is closed).
 - :class:`GuardedResource` runs the :class:`~workshop_backend.security.Guard`
   before anything else and adds the security headers to every response.
+- :class:`LimitedChannel` bounds how long a client may take to send a
+  request: an idle connection is closed after ``idle_timeout`` seconds, and a
+  request whose head and body have not all arrived ``request_timeout``
+  seconds after its first byte gets 408 and is closed (a slowloris client
+  that trickles one header byte at a time is dropped, whatever Twisted's
+  per-byte idle timeout says).  Header limits are Twisted's: 16 KiB for the
+  request line and headers together, 500 headers; a longer line gets 431.
 - :class:`StaticFiles` serves the embedded UI: content-hashed names are
-  cached for a year, nothing is listed, nothing outside the folder is served.
+  cached for a year, nothing is listed, nothing outside the folder is served
+  (symlinks included), and misses are JSON 404s like the API's.
 """
 
 from __future__ import annotations
@@ -17,18 +25,37 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
-from twisted.web import server, static
+from twisted.web import http, server, static
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource, NoResource, Resource
+from twisted.web.resource import IResource, Resource
 
-from workshop_backend.errors import encode
+from workshop_backend.errors import JSON_TYPE, encode
 from workshop_backend.security import TOKEN_PAGE, Guard
 
 BODY_MAX = 1024 * 1024
 STATE_BODY_MAX = 64 * 1024 + 1024  # a 64 KiB value plus some whitespace
 HASHED = re.compile(r"-[A-Za-z0-9_]{8,}\.(js|css|woff2?|svg|png|map)$")
+REQUEST_TIMEOUT = 30.0
+IDLE_TIMEOUT = 60.0
+SECURITY_HEADERS = (
+    (b"X-Content-Type-Options", b"nosniff"),
+    (b"Referrer-Policy", b"no-referrer"),
+    (b"Cache-Control", b"no-store"),
+)
+
+
+def raw_response(status: bytes, code: str, message: str) -> bytes:
+    """A whole JSON error response, for refusals written before any request is routed."""
+    body = encode({"error": code, "message": message})
+    head = [b"HTTP/1.1 " + status, b"Content-Type: " + JSON_TYPE, b"Content-Length: %d" % len(body)]
+    head += [name + b": " + value for name, value in SECURITY_HEADERS]
+    head.append(b"Connection: close")
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
 def body_limit(path: bytes) -> int:
@@ -71,21 +98,94 @@ class LimitedRequest(server.Request):
             return
         super().requestReceived(command, path, version)
 
+    def write(self, data: bytes) -> None:
+        """Send no ``Server`` header (Twisted names itself and its version in it)."""
+        if not self.startedWriting:
+            self.responseHeaders.removeHeader(b"server")
+        super().write(data)
+
     def _refuse(self) -> None:
         self._refused = True
         # No "100 Continue" after a refusal.
         self.requestHeaders.removeHeader(b"expect")
-        body = encode({"error": "too_large", "message": f"The request body may be at most {self._cap // 1024} KiB."})
-        head = (
-            b"HTTP/1.1 413 Content Too Large\r\n"
-            b"Content-Type: application/json; charset=utf-8\r\n"
-            b"Connection: close\r\n"
-            b"Content-Length: " + str(len(body)).encode("ascii") + b"\r\n\r\n"
-        )
         transport = self.channel.transport
         if transport is not None:
-            transport.write(head + body)
+            transport.write(
+                raw_response(
+                    b"413 Content Too Large",
+                    "too_large",
+                    f"The request body may be at most {self._cap // 1024} KiB.",
+                )
+            )
         self.channel.loseConnection()
+
+
+class LimitedChannel(http.HTTPChannel):
+    """An HTTP channel with deadlines for idle connections and slow requests.
+
+    Twisted's own ``timeOut`` restarts with every byte received; these two do
+    not.  While a request is being answered neither runs (an event stream or
+    a terminal may stay open for hours).
+    """
+
+    request_timeout: float | None = REQUEST_TIMEOUT
+    idle_timeout: float | None = IDLE_TIMEOUT
+    _deadline: IDelayedCall | None = None
+    _started = False
+
+    def connectionMade(self) -> None:
+        """Start the idle deadline."""
+        super().connectionMade()
+        self._arm(self.idle_timeout)
+
+    def dataReceived(self, data: bytes) -> None:
+        """The first byte of a request starts its deadline."""
+        if not self._started and not self._handlingRequest and data:
+            self._started = True
+            self._arm(self.request_timeout)
+        super().dataReceived(data)
+
+    def allContentReceived(self) -> None:
+        """The whole request is in: no deadline while it is answered."""
+        self._arm(None)
+        super().allContentReceived()
+
+    def requestDone(self, request: IRequest) -> None:
+        """Answered: the connection is idle again (if it stays open)."""
+        super().requestDone(request)
+        self._started = False
+        if self.persistent and self.transport is not None and not getattr(self.transport, "disconnecting", False):
+            self._arm(self.idle_timeout)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """No deadline for a connection that is gone."""
+        self._arm(None)
+        super().connectionLost(reason)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A request line or header over 16 KiB: 431, then close."""
+        self._refuse_raw(b"431 Request Header Fields Too Large", "headers_too_large", "A header line is too long.")
+
+    def _arm(self, seconds: float | None) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        if seconds:
+            self._deadline = self.callLater(seconds, self._expired)
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self._handlingRequest:
+            return
+        if self._started:
+            self._refuse_raw(b"408 Request Timeout", "request_timeout", "The request took too long to arrive.")
+        else:
+            self.timeoutConnection()
+
+    def _refuse_raw(self, status: bytes, code: str, message: str) -> None:
+        if self.transport is not None and not getattr(self.transport, "disconnecting", False):
+            self.transport.write(raw_response(status, code, message))
+        self.timeoutConnection()
 
 
 class GuardedResource(Resource):
@@ -122,24 +222,41 @@ class GuardedResource(Resource):
         return self.inner.render(request)
 
 
+class JsonNotFound(Resource):
+    """The API's 404, for asset misses too."""
+
+    isLeaf = True
+
+    def render(self, request: IRequest) -> bytes:
+        """``{"error": "not_found", ...}``."""
+        request.setResponseCode(404)
+        request.setHeader(b"Content-Type", JSON_TYPE)
+        request.setHeader(b"Cache-Control", b"no-store")
+        return encode({"error": "not_found", "message": "There is nothing at this address."})
+
+
 class StaticFiles(static.File):
     """The embedded UI assets."""
 
+    childNotFound = JsonNotFound()  # type: ignore[assignment]
+    forbidden = JsonNotFound()  # type: ignore[assignment]
+    processors: dict[str, Any] = {}
+
     def directoryListing(self) -> IResource:
         """Never list a folder."""
-        return NoResource()
+        return self.childNotFound
 
     def getChild(self, path: bytes, request: IRequest) -> IResource:
-        """Refuse dot files and anything that resolves outside the root."""
+        """Refuse dot files and anything that resolves outside the root (symlinks too)."""
         if path.startswith(b".") or b"/" in path or b"\\" in path or b"\x00" in path:
-            return NoResource()
+            return self.childNotFound
         child: IResource = super().getChild(path, request)
         if isinstance(child, static.File):
             root = Path(self.path).resolve()
             try:
                 Path(child.path).resolve().relative_to(root)
-            except ValueError:
-                return NoResource()
+            except (ValueError, OSError):
+                return self.childNotFound
         return child
 
     def render_GET(self, request: IRequest) -> Any:
@@ -192,7 +309,12 @@ class WorkshopSite(server.Site):
     """
 
     noisy = False
-    access = Logger(namespace="workshop_backend.access")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # An instance attribute: a Logger on the class is a descriptor that
+        # would rename itself after the class ("workshop_backend.site.WorkshopSite").
+        self.access = Logger(namespace="workshop_backend.access", source=self)
 
     def log(self, request: Any) -> None:
         """One event per request: method, path, status, duration, bytes."""
@@ -207,8 +329,27 @@ class WorkshopSite(server.Site):
         )
 
 
-def make_site(resource: IResource, *, timeout: float = 60 * 5) -> server.Site:
-    """The Site: limited requests, no version header, an idle timeout."""
-    site = WorkshopSite(resource, requestFactory=LimitedRequest, timeout=timeout)
+def make_site(
+    resource: IResource,
+    *,
+    timeout: float = 60 * 5,
+    request_timeout: float | None = REQUEST_TIMEOUT,
+    idle_timeout: float | None = IDLE_TIMEOUT,
+    reactor: IReactorTime | None = None,
+) -> server.Site:
+    """The Site: limited requests and channels, no version header, deadlines.
+
+    ``timeout`` is Twisted's per-byte idle timeout (a backstop);
+    ``request_timeout`` and ``idle_timeout`` are :class:`LimitedChannel`'s.
+    """
+
+    def channel() -> LimitedChannel:
+        made = LimitedChannel()
+        made.request_timeout = request_timeout
+        made.idle_timeout = idle_timeout
+        return made
+
+    site = WorkshopSite(resource, requestFactory=LimitedRequest, timeout=timeout, reactor=reactor)
+    site.protocol = channel  # type: ignore[assignment]
     site.displayTracebacks = False
     return site

@@ -103,7 +103,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     settings = options.settings
     assert settings is not None, "parseOptions() checks the options first"
     workshop = settings.distribution.workshop
-    environ = dict(settings.env)
+    # What the student's shell and the checks see: our environment minus the
+    # access token (``env`` in the terminal must not print it).
+    environ = {k: v for k, v in settings.env.items() if k not in ("WORKSHOP_TOKEN", "WORKSHOP_TOKEN_FILE")}
 
     try:
         ttyd = find_ttyd(settings.ttyd)
@@ -121,13 +123,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         env=environ,
     )
     hub = EventHub()
+    validator = Validator(reactor, cwd=settings.workdir, env=environ)
     runtime = WorkshopRuntime(
         workshop,
         container_step=settings.step,
         clock=reactor,
         render=render_markdown,
         hub=hub,
-        checker=Validator(reactor, cwd=settings.workdir, env=environ),
+        checker=validator,
         terminal=supervisor,
         watch_active=lambda: hub.subscriber_count > 0,
     )
@@ -167,6 +170,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     site = make_site(GuardedResource(api.resource(), guard, content_security_policy(settings.allowed_origins)))
 
     backend = BackendService(settings, reactor)
+    backend.on_stop.append(validator.stop)
     WorkingCopyService(settings, runtime, reactor, on_fatal=backend.fail).setServiceParent(backend)
     supervisor.setServiceParent(backend)
     ListenService(serverFromString(reactor, settings.listen), site, settings, on_fatal=backend.fail).setServiceParent(

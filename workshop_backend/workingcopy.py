@@ -29,6 +29,9 @@ from workshop_backend.timefmt import rfc3339
 
 WORKING_COPY = "workshop.sqlite"
 SCHEMA_VERSION = 1
+TEMP_PREFIX = ".workshop.sqlite.tmp-"
+#: The files SQLite keeps next to a database, which belong to it.
+SIDECARS = ("-wal", "-shm", "-journal")
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,12 @@ def recorded_hash(path: Path) -> str | None:
     try:
         rows = dict(conn.execute("SELECT key, value FROM backend_meta").fetchall())
         (check,) = conn.execute("PRAGMA quick_check").fetchone()
-        conn.execute("SELECT current_step, phase FROM runtime_state WHERE id = 1").fetchone()
+        state = conn.execute("SELECT current_step, phase FROM runtime_state WHERE id = 1").fetchone()
     except sqlite3.Error:
         return None
     finally:
         conn.close()
-    if check != "ok" or rows.get("schema_version") != str(SCHEMA_VERSION):
+    if check != "ok" or rows.get("schema_version") != str(SCHEMA_VERSION) or state is None:
         return None
     return rows.get("distribution_sha256")
 
@@ -85,6 +88,7 @@ def prepare(
     """Reuse the matching working copy in ``state_dir`` or make a new one."""
     target = state_dir / WORKING_COPY
     replaced_because: str | None = None
+    _remove_stale_temps(state_dir)
     if target.exists():
         if fresh:
             replaced_because = "--fresh was given"
@@ -101,19 +105,36 @@ def prepare(
             _move_aside(target, ".previous")
     # A -wal or -journal without its database (a crash between the renames of
     # _move_aside, a hand-deleted copy) would be replayed into the new copy.
-    _move_sidecars(target, target.with_name(target.name + ".orphaned"))
+    if any(target.with_name(target.name + extra).exists() for extra in SIDECARS):
+        _move_sidecars(target, _free_name(target, ".orphaned"))
     _build(distribution, target, container_step=container_step, now=now)
     return WorkingCopy(path=target, resumed=False, replaced_because=replaced_because)
 
 
+def _free_name(target: Path, suffix: str) -> Path:
+    """``workshop.sqlite<suffix>``, else ``<suffix>.1``, ``.2``...: never over an earlier one."""
+    n = 0
+    while True:
+        aside = target.with_name(target.name + suffix + (f".{n}" if n else ""))
+        if not any(aside.with_name(aside.name + extra).exists() for extra in ("", *SIDECARS)):
+            return aside
+        n += 1
+
+
 def _move_aside(target: Path, suffix: str) -> None:
-    aside = target.with_name(target.name + suffix)
+    aside = _free_name(target, suffix)
     os.replace(target, aside)
     _move_sidecars(target, aside)
 
 
+def _remove_stale_temps(state_dir: Path) -> None:
+    """Half-made copies a killed backend left behind (one backend per state dir)."""
+    for stale in state_dir.glob(TEMP_PREFIX + "*"):
+        stale.unlink(missing_ok=True)
+
+
 def _move_sidecars(target: Path, aside: Path) -> None:
-    for extra in ("-wal", "-shm", "-journal"):
+    for extra in SIDECARS:
         side = target.with_name(target.name + extra)
         if side.exists():
             os.replace(side, aside.with_name(aside.name + extra))
@@ -126,7 +147,7 @@ def _build(distribution: Distribution, target: Path, *, container_step: str, now
     except OSError as e:
         raise DistributionError(f"cannot read distribution {distribution.path}: {e.strerror}") from None
     with src:
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".workshop.sqlite.tmp-")
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:

@@ -127,7 +127,10 @@ def parse_rule(raw: object, index: int) -> Rule:
     cwd = _string(raw, "cwd", where)
     if rtype == "file":
         return Rule(
-            id=rule_id, type="file", message=message, cwd=cwd,
+            id=rule_id,
+            type="file",
+            message=message,
+            cwd=cwd,
             path=_string(raw, "path", where, required=True),
             contains=_string(raw, "contains", where),
             matches=_regex(raw, "matches", where),
@@ -136,7 +139,10 @@ def parse_rule(raw: object, index: int) -> Rule:
         exit_code = _integer(raw, "exit_code", where, 0, 0, 255)
         assert exit_code is not None
         return Rule(
-            id=rule_id, type="command", message=message, cwd=cwd,
+            id=rule_id,
+            type="command",
+            message=message,
+            cwd=cwd,
             run=_string(raw, "run", where, required=True),
             exit_code=exit_code,
             stdout=_regex(raw, "stdout", where),
@@ -145,7 +151,10 @@ def parse_rule(raw: object, index: int) -> Rule:
     if rtype == "port":
         host = _string(raw, "host", where) or "127.0.0.1"
         return Rule(
-            id=rule_id, type="port", message=message, cwd=cwd,
+            id=rule_id,
+            type="port",
+            message=message,
+            cwd=cwd,
             port=_integer(raw, "port", where, None, 1, 65535) or _missing(where, "port"),
             host=host,
             timeout=_timeout(raw, where, _DEFAULT_TIMEOUT["port"]),
@@ -158,8 +167,12 @@ def parse_rule(raw: object, index: int) -> Rule:
     status = _integer(raw, "status", where, 200, 100, 599)
     assert status is not None
     return Rule(
-        id=rule_id, type="http", message=message, cwd=cwd,
-        url=url, status=status,
+        id=rule_id,
+        type="http",
+        message=message,
+        cwd=cwd,
+        url=url,
+        status=status,
         body=_regex(raw, "body", where),
         timeout=_timeout(raw, where, _DEFAULT_TIMEOUT["http"]),
     )

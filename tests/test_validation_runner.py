@@ -1,0 +1,531 @@
+"""Tests for the validation runner: real /bin/sh, real sockets, StubTreq and Clock where time matters."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from workshop_backend.validation import runner
+from workshop_backend.validation.evaluate import RuleResult, ValidationResult
+from workshop_backend.validation.runner import Validator
+from workshop_backend.validation.spec import ValidationSpec, parse_validation
+
+REACTOR: Any = reactor
+"""The global reactor, untyped (its interfaces' stubs are stricter than its classes)."""
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent-home", "LC_ALL": "C"}
+
+
+def spec(*rules: dict[str, object]) -> ValidationSpec:
+    """A spec parsed as the loader would."""
+    return parse_validation({"rules": [{"id": f"r{i}", **r} for i, r in enumerate(rules)]})
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie awaiting its reaper counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def read_text(path: str) -> str:
+    """A small file's text, or "" if it does not exist yet."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def read_pid(path: str) -> int:
+    """The pid a command wrote to ``path``."""
+    with open(path) as f:
+        return int(f.read().strip())
+
+
+class _Page(Resource):
+    """A resource answering with a fixed status, body and headers."""
+
+    isLeaf = True
+
+    def __init__(self, status: int = 200, body: bytes = b"", headers: dict[bytes, bytes] | None = None) -> None:
+        super().__init__()
+        self.status, self.body, self.headers = status, body, headers or {}
+
+    def render_GET(self, request: Any) -> bytes:
+        request.setResponseCode(self.status)
+        for name, value in self.headers.items():
+            request.setHeader(name, value)
+        return self.body
+
+
+class _Hang(Resource):
+    """A resource that never answers."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> object:
+        return NOT_DONE_YET
+
+
+class RunnerTestCase(TestCase):
+    """Shared set-up: a temp directory as the working directory."""
+
+    def setUp(self) -> None:
+        self.dir = os.path.realpath(self.mktemp())
+        os.makedirs(self.dir)
+        self.validator = Validator(REACTOR, cwd=self.dir, env=ENV)
+
+    def run_spec(self, validation: ValidationSpec, step: str = "s") -> Deferred[ValidationResult]:
+        return self.validator.run(step, validation)
+
+    async def one(self, **rule: object) -> RuleResult:
+        """Run a single rule and return its result."""
+        result = await self.run_spec(spec(rule))
+        self.assertEqual(len(result.results), 1)
+        return result.results[0]
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def write(self, name: str, data: bytes) -> str:
+        with open(self.path(name), "wb") as f:
+            f.write(data)
+        return self.path(name)
+
+
+class CommandTests(RunnerTestCase):
+    """Command rules through /bin/sh."""
+
+    def test_exit_code(self) -> Deferred[None]:
+        """The exit code decides; output shows on failure."""
+
+        async def go() -> None:
+            ok = await self.one(type="command", run="echo fine")
+            bad = await self.one(type="command", run="echo oops >&2; exit 3")
+            expected = await self.one(type="command", run="exit 3", exit_code=3)
+            self.assertEqual((ok.passed, ok.detail), (True, "exit code 0"))
+            self.assertEqual((bad.passed, bad.detail), (False, "exit code 3, expected 0\nstderr:\noops"))
+            self.assertTrue(expected.passed)
+
+        return ensureDeferred(go())
+
+    def test_stdout_regex(self) -> Deferred[None]:
+        """``stdout`` is matched against what the command printed."""
+
+        async def go() -> None:
+            ok = await self.one(type="command", run="printf 'a\\nversion 1.25\\n'", stdout=r"^version 1\.2\d$")
+            bad = await self.one(type="command", run="echo version 2", stdout=r"^version 1")
+            self.assertEqual(ok.passed, True)
+            self.assertEqual(
+                bad.detail, 'exit code 0 as expected, but the output does not match "^version 1"\nstdout:\nversion 2'
+            )
+
+        return ensureDeferred(go())
+
+    def test_cwd_and_env(self) -> Deferred[None]:
+        """Commands run in the default cwd, or the rule's (relative to it), with the given environment."""
+        os.makedirs(self.path("sub"))
+
+        async def go() -> None:
+            here = await self.one(type="command", run='pwd; echo "$LC_ALL"', stdout=f"\\A{re.escape(self.dir)}\nC$")
+            sub = await self.one(type="command", run="pwd", cwd="sub", stdout=f"^{self.path('sub')}$")
+            missing = await self.one(type="command", run="pwd", cwd="nope")
+            self.assertTrue(here.passed, here.detail)
+            self.assertTrue(sub.passed, sub.detail)
+            self.assertEqual(
+                missing.detail, f"could not run the command: the working directory {self.path('nope')} does not exist"
+            )
+
+        return ensureDeferred(go())
+
+    def test_stdin_is_closed(self) -> Deferred[None]:
+        """A command reading stdin gets end-of-file at once instead of hanging."""
+
+        async def go() -> None:
+            result = await self.one(type="command", run="cat; echo done", stdout="^done$", timeout=5)
+            self.assertTrue(result.passed, result.detail)
+
+        return ensureDeferred(go())
+
+    def test_timeout_kills_the_whole_group(self) -> Deferred[None]:
+        """At the timeout the shell and its background grandchild are both killed."""
+        pidfile = self.path("grandchild.pid")
+
+        async def go() -> None:
+            started = time.monotonic()
+            result = await self.one(type="command", run=f"sleep 30 & echo $! > {pidfile}; wait", timeout=1)
+            self.assertLess(time.monotonic() - started, 10)
+            self.assertEqual(result.passed, False)
+            self.assertEqual(
+                result.detail, "timed out after 1 s (the command and what it started were killed)\n(no output)"
+            )
+            self.assertFalse(alive(read_pid(pidfile)))
+
+        return ensureDeferred(go())
+
+    def test_background_leftovers_killed_on_exit(self) -> Deferred[None]:
+        """A command that exits leaving a background process passes at once, and the leftover is killed."""
+        pidfile = self.path("leftover.pid")
+
+        async def go() -> None:
+            started = time.monotonic()
+            result = await self.one(type="command", run=f"sleep 30 & echo $! > {pidfile}; echo ok", timeout=20)
+            self.assertLess(time.monotonic() - started, 10)
+            self.assertEqual((result.passed, result.detail), (True, "exit code 0"))
+            self.assertFalse(alive(read_pid(pidfile)))
+
+        return ensureDeferred(go())
+
+    def test_escaped_process_holding_pipes(self) -> Deferred[None]:
+        """A process that left the group (setsid) but holds the output pipe does not hang the check."""
+        pidfile = self.path("escaped.pid")
+
+        def kill_escapee() -> None:
+            try:
+                os.kill(read_pid(pidfile), 9)
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                pass
+
+        self.addCleanup(kill_escapee)
+
+        async def go() -> None:
+            result = await self.one(
+                type="command", run=f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 30' & echo ok", timeout=1
+            )
+            self.assertEqual((result.passed, result.detail), (True, "exit code 0"))
+
+        return ensureDeferred(go())
+
+    def test_huge_output_is_capped(self) -> Deferred[None]:
+        """Output beyond the cap keeps its tail; the detail shows the end."""
+
+        async def go() -> None:
+            result = await self.one(type="command", run="seq 1 200000; exit 1")
+            stdout = result.detail.split("\nstdout:\n", 1)[1]
+            self.assertTrue(stdout.startswith("…"))
+            self.assertTrue(stdout.endswith("199999\n200000"))
+
+        return ensureDeferred(go())
+
+    def test_stop_kills_running_commands(self) -> Deferred[None]:
+        """``stop()`` (at shutdown) kills the process groups of running commands."""
+        pidfile = self.path("stopped.pid")
+
+        async def go() -> None:
+            d = self.run_spec(spec({"type": "command", "run": f"echo $$ > {pidfile}; sleep 30", "timeout": 60}))
+            while not read_text(pidfile).strip():
+                await deferLater(0.05)
+            self.validator.stop()
+            result = await d
+            self.assertEqual(result.results[0].detail, "killed by signal 9 (SIGKILL)\n(no output)")
+
+        return ensureDeferred(go())
+
+
+def deferLater(seconds: float) -> Deferred[None]:
+    """Wait a little on the real reactor (only to poll for a child's pid file)."""
+    from twisted.internet.task import deferLater as later
+
+    return later(REACTOR, seconds, lambda: None)
+
+
+class StepTests(RunnerTestCase):
+    """Whole steps: concurrency, coalescing, robustness."""
+
+    def test_rules_run_concurrently(self) -> Deferred[None]:
+        """Two 1-second rules take about one second, not two; results keep the rules' order."""
+
+        async def go() -> None:
+            started = time.monotonic()
+            result = await self.run_spec(
+                spec({"type": "command", "run": "sleep 1; echo a"}, {"type": "command", "run": "sleep 1; echo b"})
+            )
+            elapsed = time.monotonic() - started
+            self.assertLess(elapsed, 1.8)
+            self.assertEqual([r.id for r in result.results], ["r0", "r1"])
+            self.assertEqual(result.passed, True)
+            self.assertGreaterEqual(result.duration_ms, 900)
+
+        return ensureDeferred(go())
+
+    def test_coalescing(self) -> Deferred[None]:
+        """A second call while a step runs gets that run's result; the rules ran once."""
+        log = self.path("runs.log")
+        validation = spec({"type": "command", "run": f"echo run >> {log}; sleep 0.3"})
+
+        async def go() -> None:
+            first = self.run_spec(validation)
+            self.assertTrue(self.validator.running("s"))
+            second = self.run_spec(validation)
+            self.assertIsNot(first, second)
+            a, b = await first, await second
+            self.assertIs(a, b)
+            self.assertFalse(self.validator.running("s"))
+            self.assertEqual(read_text(log), "run\n")
+            # Once finished, the next call evaluates again.
+            await self.run_spec(validation)
+            self.assertEqual(read_text(log), "run\nrun\n")
+
+        return ensureDeferred(go())
+
+    def test_other_steps_not_coalesced(self) -> Deferred[None]:
+        """Coalescing is per step: another step runs its own evaluation."""
+
+        async def go() -> None:
+            a = self.run_spec(spec({"type": "command", "run": "exit 0"}), "one")
+            b = self.run_spec(spec({"type": "command", "run": "exit 1"}), "two")
+            self.assertEqual([(await a).passed, (await b).passed], [True, False])
+
+        return ensureDeferred(go())
+
+    def test_cancelled_waiter(self) -> Deferred[None]:
+        """Cancelling one caller's Deferred leaves the evaluation and the other caller alone."""
+
+        async def go() -> None:
+            validation = spec({"type": "command", "run": "sleep 0.2"})
+            first = self.run_spec(validation)
+            second = self.run_spec(validation)
+            first.cancel()
+            self.failureResultOf(first)
+            self.assertTrue((await second).passed)
+
+        return ensureDeferred(go())
+
+    def test_no_rules(self) -> Deferred[None]:
+        """A spec without rules passes with no results."""
+
+        async def go() -> None:
+            result = await self.run_spec(ValidationSpec())
+            self.assertEqual((result.passed, result.results), (True, ()))
+
+        return ensureDeferred(go())
+
+    def test_bug_in_a_check_is_a_failed_rule(self) -> Deferred[None]:
+        """An unexpected exception becomes a failed rule (and a logged error), not a failed run."""
+
+        def broken(*args: object) -> object:
+            raise RuntimeError("boom")
+
+        self.patch(runner, "evaluate", broken)
+
+        async def go() -> None:
+            result = await self.run_spec(spec({"type": "command", "run": "true"}))
+            self.assertEqual(
+                result.results[0].detail, "the check itself failed (a bug in the backend; its log has the details)"
+            )
+            self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+        return ensureDeferred(go())
+
+
+class FileTests(RunnerTestCase):
+    """File rules on temp files."""
+
+    def test_contains_and_matches(self) -> Deferred[None]:
+        """Content checks read the file (relative paths resolve against the cwd)."""
+        self.write("app.conf", b"host=0.0.0.0\nport=8080\n")
+
+        async def go() -> None:
+            ok = await self.one(type="file", path="app.conf", contains="port=8080", matches="^host=")
+            bad = await self.one(type="file", path="app.conf", contains="port=9090")
+            self.assertEqual(
+                (ok.passed, ok.detail), (True, f'{self.path("app.conf")} contains "port=8080" and matches "^host="')
+            )
+            self.assertEqual(
+                bad.detail,
+                f'{self.path("app.conf")} does not contain "port=9090"; it begins (23 bytes in all):\n'
+                "host=0.0.0.0\nport=8080",
+            )
+
+        return ensureDeferred(go())
+
+    def test_missing_and_directory(self) -> Deferred[None]:
+        """A missing path fails; a directory exists; a path through a file is missing."""
+        self.write("plain", b"x")
+        os.makedirs(self.path("d"))
+
+        async def go() -> None:
+            missing = await self.one(type="file", path="nope")
+            directory = await self.one(type="file", path="d")
+            through = await self.one(type="file", path="plain/x")
+            self.assertEqual((missing.passed, missing.detail), (False, f"file not found: {self.path('nope')}"))
+            self.assertEqual((directory.passed, directory.detail), (True, f"found {self.path('d')} (a directory)"))
+            self.assertEqual(through.detail, f"file not found: {self.path('plain/x')}")
+
+        return ensureDeferred(go())
+
+    def test_fifo_is_not_read(self) -> Deferred[None]:
+        """A FIFO at the path exists but is not opened (which would block a thread forever)."""
+        os.mkfifo(self.path("fifo"))
+
+        async def go() -> None:
+            exists = await self.one(type="file", path="fifo")
+            content = await self.one(type="file", path="fifo", contains="x")
+            self.assertEqual(exists.detail, f"found {self.path('fifo')} (not a regular file)")
+            self.assertEqual(
+                content.detail, f"{self.path('fifo')} is not a regular file, so its content cannot be checked"
+            )
+
+        return ensureDeferred(go())
+
+    def test_big_file_is_capped(self) -> Deferred[None]:
+        """Only the first FILE_CAP bytes are searched."""
+        self.patch(runner, "FILE_CAP", 100)
+        self.write("big", b"a" * 200 + b"needle")
+
+        async def go() -> None:
+            result = await self.one(type="file", path="big", contains="needle")
+            self.assertEqual(result.passed, False)
+            self.assertIn("(only its first 100 bytes were searched); it begins (206 bytes in all)", result.detail)
+
+        return ensureDeferred(go())
+
+    def test_home(self) -> Deferred[None]:
+        """``~`` expands to the environment's HOME."""
+        self.validator = Validator(REACTOR, cwd="/", env={**ENV, "HOME": self.dir})
+        self.write("profile", b"x")
+
+        async def go() -> None:
+            result = await self.one(type="file", path="~/profile")
+            self.assertEqual(result.detail, f"found {self.path('profile')}")
+
+        return ensureDeferred(go())
+
+
+class PortTests(RunnerTestCase):
+    """Port rules against real sockets on 127.0.0.1."""
+
+    def test_listening_and_closed(self) -> Deferred[None]:
+        """A listening port passes, a closed one is refused."""
+        tcp = REACTOR
+        listening = tcp.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        closed = tcp.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        closed_port = closed.getHost().port
+
+        async def go() -> None:
+            await closed.stopListening()
+            open_port = listening.getHost().port
+            ok = await self.one(type="port", port=open_port)
+            refused = await self.one(type="port", port=closed_port)
+            self.assertEqual((ok.passed, ok.detail), (True, f"connected to 127.0.0.1:{open_port}"))
+            self.assertEqual(
+                (refused.passed, refused.detail),
+                (False, f"cannot connect to 127.0.0.1:{closed_port}: connection refused"),
+            )
+
+        return ensureDeferred(go())
+
+
+class PortTimeoutTests(SynchronousTestCase):
+    """A connection that never completes, timed by a Clock."""
+
+    def test_timeout(self) -> None:
+        """The deadline cancels the attempt and the detail says it timed out."""
+        memory = MemoryReactorClock()
+        validator = Validator(memory, cwd="/", env={}, clock=memory)
+        d = validator.run("s", spec({"type": "port", "port": 5432, "host": "10.0.0.1", "timeout": 3}))
+        self.assertNoResult(d)
+        memory.advance(3)
+        result = self.successResultOf(d)
+        self.assertEqual(result.results[0].detail, "cannot connect to 10.0.0.1:5432: timed out after 3 s")
+        self.assertEqual(result.duration_ms, 3000)
+
+
+class HttpStubTests(SynchronousTestCase):
+    """HTTP rules against StubTreq (in memory, no sockets)."""
+
+    def validator(self, resource: Resource, clock: Clock | None = None) -> Validator:
+        return Validator(MemoryReactorClock(), cwd="/", env={}, http_request=StubTreq(resource), clock=clock)
+
+    def check(self, resource: Resource, **rule: object) -> RuleResult:
+        d = self.validator(resource).run("s", spec({"type": "http", "url": "http://app.test/", **rule}))
+        return self.successResultOf(d).results[0]
+
+    def test_status_and_body(self) -> None:
+        """Status and body regex decide."""
+        page = _Page(200, b"<h1>Welcome to nginx!</h1>")
+        ok = self.check(page, body="Welcome to \\w+")
+        self.assertEqual(
+            (ok.passed, ok.detail), (True, 'GET http://app.test/ answered 200, body matches "Welcome to \\\\w+"')
+        )
+        bad = self.check(page, body="^It works")
+        self.assertEqual(
+            bad.detail,
+            'GET http://app.test/ answered 200 as expected, but the body does not match "^It works"; '
+            "the body begins:\n<h1>Welcome to nginx!</h1>",
+        )
+
+    def test_wrong_status(self) -> None:
+        """Another status fails."""
+        result = self.check(_Page(503, b"down"))
+        self.assertEqual(result.detail, "GET http://app.test/ answered 503, expected 200; the body begins:\ndown")
+
+    def test_redirect_not_followed(self) -> None:
+        """Redirects are reported, not followed."""
+        result = self.check(_Page(302, b"", {b"Location": b"http://app.test/login"}))
+        self.assertEqual(
+            result.detail,
+            "GET http://app.test/ answered 302 (a redirect to http://app.test/login), expected 200; the body is empty",
+        )
+        self.assertTrue(self.check(_Page(302, b"", {b"Location": b"/login"}), status=302).passed)
+
+    def test_body_capped(self) -> None:
+        """Only BODY_CAP bytes of the body are read."""
+        self.patch(runner, "BODY_CAP", 10)
+        result = self.check(_Page(500, b"0123456789abcdef"))
+        self.assertEqual(
+            result.detail, "GET http://app.test/ answered 500, expected 200; the body begins:\n0123456789…"
+        )
+
+    def test_timeout(self) -> None:
+        """A server that never answers times out on the validator's clock."""
+        clock = Clock()
+        validator = self.validator(_Hang(), clock)
+        d = validator.run("s", spec({"type": "http", "url": "http://app.test/", "timeout": 2}))
+        self.assertNoResult(d)
+        clock.advance(2)
+        self.assertEqual(self.successResultOf(d).results[0].detail, "GET http://app.test/ timed out after 2 s")
+
+
+class HttpRealTests(RunnerTestCase):
+    """HTTP rules with the default client against a real local server."""
+
+    def test_real_server(self) -> Deferred[None]:
+        """The default treq client talks to a real twisted.web server and leaves no connection behind."""
+        port = REACTOR.listenTCP(0, Site(_Page(200, b"ok")), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        url = f"http://127.0.0.1:{port.getHost().port}/"
+
+        async def go() -> None:
+            result = await self.one(type="http", url=url, body="^ok$")
+            self.assertEqual((result.passed, result.detail), (True, f'GET {url} answered 200, body matches "^ok$"'))
+
+        return ensureDeferred(go())
+
+    def test_refused(self) -> Deferred[None]:
+        """A closed port is a failed rule saying the connection was refused."""
+        port = REACTOR.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        number = port.getHost().port
+
+        async def go() -> None:
+            await port.stopListening()
+            result = await self.one(type="http", url=f"http://127.0.0.1:{number}/")
+            self.assertEqual(result.detail, f"GET http://127.0.0.1:{number}/ failed: connection refused")
+
+        return ensureDeferred(go())
