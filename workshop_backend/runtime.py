@@ -84,6 +84,7 @@ class WorkshopRuntime:
         clock: IReactorTime,
         render: Callable[[str], str],
         hub: Publisher,
+        render_hint: Callable[[str, int], str] | None = None,
         checker: Checker | None = None,
         terminal: Terminal | None = None,
         watch_active: Callable[[], bool] = lambda: True,
@@ -96,7 +97,8 @@ class WorkshopRuntime:
         self.terminal: Terminal = terminal or _NoTerminal()
         self.watch_active = watch_active
         self._render = render
-        self._html: dict[str, str] = {}
+        self._render_hint = render_hint or (lambda text, index: render(text))
+        self._html: dict[tuple[str, int], str] = {}
         self.store: Store | None = None
         self.position: Position | None = None
         self.started_at = rfc3339(clock.seconds())
@@ -187,12 +189,25 @@ class WorkshopRuntime:
             ],
         }
 
-    def html(self, markdown: str) -> str:
-        """Rendered, sanitized HTML, rendered once per distinct text."""
-        cached = self._html.get(markdown)
+    def html(self, markdown: str, hint: int = -1) -> str:
+        """Rendered, sanitized HTML of a step (``hint`` -1) or a hint, rendered once."""
+        key = (markdown, hint)
+        cached = self._html.get(key)
         if cached is None:
-            cached = self._html[markdown] = self._render(markdown)
+            cached = self._render(markdown) if hint < 0 else self._render_hint(markdown, hint)
+            self._html[key] = cached
         return cached
+
+    def warm(self) -> None:
+        """Render every step and hint now (the first render loads Pygments' lexers).
+
+        Thread-safe: the renderer builds its own Markdown per call, and a
+        race only renders a text twice.
+        """
+        for step in self.workshop.steps:
+            self.html(step.markdown)
+            for index, hint in enumerate(step.hints):
+                self.html(hint, index)
 
     def step_json(self, step_id: str) -> dict[str, Any]:
         """``GET /api/v1/steps/{id}``."""
@@ -219,7 +234,7 @@ class WorkshopRuntime:
         if not 0 <= index < len(step.hints):
             raise ApiError(404, "unknown_hint", f"Step {step_id!r} has {len(step.hints)} hint(s), numbered from 0.")
         await store.reveal_hint(step.id, index, self.now())
-        return {"index": index, "html": self.html(step.hints[index])}
+        return {"index": index, "html": self.html(step.hints[index], index)}
 
     async def progress(self) -> dict[str, Any]:
         """``GET /api/v1/progress``."""

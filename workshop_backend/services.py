@@ -132,6 +132,9 @@ class WorkingCopyService(Service):
             )
         self.store = Store(copy.path)
         await self.runtime.open(self.store)
+        # Render every step in a thread now, not in front of the first student request.
+        warm = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.runtime.warm)
+        warm.addErrback(lambda f: self.log.failure("rendering the steps failed", f))
 
     def _failed(self, failure: Failure) -> None:
         if failure.check(DistributionError):

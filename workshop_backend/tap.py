@@ -21,7 +21,7 @@ from twisted.python import usage
 from workshop_backend.api import Api
 from workshop_backend.config import Settings, resolve
 from workshop_backend.events import EventHub, EventStreamResource
-from workshop_backend.render import render_markdown
+from workshop_backend.render import render_hint, render_markdown
 from workshop_backend.runtime import WorkshopRuntime
 from workshop_backend.security import Guard, content_security_policy
 from workshop_backend.services import BackendService, ListenService, WorkingCopyService
@@ -129,6 +129,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         container_step=settings.step,
         clock=reactor,
         render=render_markdown,
+        render_hint=render_hint,
         hub=hub,
         checker=validator,
         terminal=supervisor,
