@@ -343,6 +343,8 @@ class ValidationTests(SynchronousTestCase):
         """404 before any run; a run answers the result; GET answers the last one."""
         h = Harness(self, standard(self))
         self.assertEqual(h.get("/api/v1/steps/make-file/validation")[1]["error"], "not_validated")
+        self.assertEqual(h.post("/api/v1/steps/make-file/validation")[1]["error"], "step_locked")
+        h.nav("next")
         code, body = h.post("/api/v1/steps/make-file/validation")
         self.assertEqual((code, body["passed"], body["step"]), (200, False, "make-file"))
         self.assertEqual(set(body), {"step", "passed", "checked_at", "duration_ms", "results"})
@@ -370,6 +372,7 @@ class ValidationTests(SynchronousTestCase):
     def test_shared_run(self) -> None:
         """Requests during a run get that run's result; the checker runs once."""
         h = Harness(self, standard(self))
+        h.nav("next")
         h.checker.hold = Deferred()
         first = h.treq.post(BASE + "/api/v1/steps/make-file/validation")
         second = h.treq.post(BASE + "/api/v1/steps/make-file/validation")

@@ -122,6 +122,16 @@ class PlanTests(SynchronousTestCase):
         back = at("loose", "intro", "gated")
         self.assertEqual(plan(w, back, "jump", "intro").destination, "intro")
 
+    def test_jump_back_to_visited(self) -> None:
+        """Linear: a visited step whose (ungated) rules never passed stays reachable."""
+        w = workshop()
+        position = Position(
+            "intro", None, "ready", frozenset({"intro", "gated"}), frozenset({"intro", "loose", "last"})
+        )
+        self.assertEqual(plan(w, position, "jump", "last").destination, "last")
+        self.assertEqual(step_statuses(w, position)["last"], "available")
+        self.assertEqual(step_statuses(w, position)["loose"], "available")
+
     def test_jump_free(self) -> None:
         """Free navigation: anywhere."""
         self.assertEqual(plan(workshop("free"), at("intro"), "jump", "last").destination, "last")
@@ -140,7 +150,7 @@ class ArriveTests(SynchronousTestCase):
         """Same image: the move happens in place."""
         w = workshop()
         new = arrive(w, "a", at("intro"), plan(w, at("intro"), "next"))
-        self.assertEqual(new, Position("gated", None, "ready", frozenset({"intro"})))
+        self.assertEqual(new, Position("gated", None, "ready", frozenset({"intro"}), frozenset({"intro", "gated"})))
 
     def test_other_image_transitions(self) -> None:
         """Another image: transitioning, with the target set."""

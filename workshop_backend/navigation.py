@@ -36,6 +36,9 @@ class Position:
     target: str | None
     phase: Phase
     completed: frozenset[str] = field(default_factory=frozenset)
+    #: Steps that have been current at some time (a linear workshop lets the
+    #: student go back to them even when they have rules that never passed).
+    visited: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass(frozen=True)
@@ -112,16 +115,22 @@ def plan(workshop: Workshop, position: Position, action: str, step_id: str | Non
         target = workshop.step(step_id)
         if target is None:
             raise NavigationError(404, "unknown_step", f"There is no step {step_id!r}.")
-        if workshop.navigation == "linear" and target.id != current.id and target.id not in position.completed:
-            allowed = first_uncompleted(workshop, position.completed)
-            if allowed is None or allowed.id != target.id:
-                raise NavigationError(
-                    409,
-                    "step_locked",
-                    f"Step {step_id!r} is locked: this workshop goes in order; complete the steps before it first.",
-                )
+        if workshop.navigation == "linear" and not _reachable(workshop, position, target):
+            raise NavigationError(
+                409,
+                "step_locked",
+                f"Step {step_id!r} is locked: this workshop goes in order; complete the steps before it first.",
+            )
         return Plan(action, target.id)
     raise NavigationError(400, "bad_action", f"'action' must be one of {', '.join(ACTIONS)}.")
+
+
+def _reachable(workshop: Workshop, position: Position, target: Step) -> bool:
+    """Linear: the current step, completed or visited steps, and the first uncompleted one."""
+    if target.id == position.current or target.id in position.completed or target.id in position.visited:
+        return True
+    allowed = first_uncompleted(workshop, position.completed)
+    return allowed is not None and allowed.id == target.id
 
 
 def arrive(workshop: Workshop, container_image: str, position: Position, move: Plan) -> Position:
@@ -131,11 +140,13 @@ def arrive(workshop: Workshop, container_image: str, position: Position, move: P
         completed.add(move.gate.id)
     destination = workshop.step(move.destination)
     assert destination is not None
+    done = frozenset(completed)
+    visited = position.visited | {position.current, destination.id}
     if move.finish:
-        return Position(destination.id, None, "completed", frozenset(completed))
+        return Position(destination.id, None, "completed", done, visited)
     if destination.image_tag == container_image:
-        return Position(destination.id, None, "ready", frozenset(completed))
-    return Position(destination.id, destination.id, "transitioning", frozenset(completed))
+        return Position(destination.id, None, "ready", done, visited)
+    return Position(destination.id, destination.id, "transitioning", done, visited)
 
 
 def resume(workshop: Workshop, container_image: str, position: Position) -> Position:
@@ -155,14 +166,13 @@ def resume(workshop: Workshop, container_image: str, position: Position) -> Posi
 
 def step_statuses(workshop: Workshop, position: Position) -> dict[str, StepStatus]:
     """The status of every step in the workshop's step list."""
-    allowed = first_uncompleted(workshop, position.completed)
     statuses: dict[str, StepStatus] = {}
     for step in workshop.steps:
         if step.id == position.current:
             statuses[step.id] = "current"
         elif step.id in position.completed:
             statuses[step.id] = "completed"
-        elif workshop.navigation == "free" or (allowed is not None and allowed.id == step.id):
+        elif workshop.navigation == "free" or _reachable(workshop, position, step):
             statuses[step.id] = "available"
         else:
             statuses[step.id] = "locked"

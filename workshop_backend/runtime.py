@@ -71,6 +71,11 @@ class _NoTerminal:
         return False
 
 
+def _number(value: float | None) -> float | int | None:
+    """Whole seconds as an integer (``5``, not ``5.0``)."""
+    return int(value) if value is not None and value.is_integer() else value
+
+
 class WorkshopRuntime:
     """One student's run through one workshop, inside one container."""
 
@@ -114,7 +119,8 @@ class WorkshopRuntime:
         row = await store.load_runtime()
         progress = await store.load_progress()
         completed = frozenset(step for step, p in progress.items() if p.completed_at)
-        stored = Position(row.current_step, row.target_step, row.phase, completed)  # type: ignore[arg-type]
+        visited = frozenset(step for step, p in progress.items() if p.viewed_at)
+        stored = Position(row.current_step, row.target_step, row.phase, completed, visited)  # type: ignore[arg-type]
         position = resume(self.workshop, self.container_step.image_tag, stored)
         if (position.target, position.phase) != (stored.target, stored.phase):
             await store.save_move(
@@ -165,7 +171,9 @@ class WorkshopRuntime:
             "current_step": position.current,
             "container_step": self.container_step.id,
             "target_step": position.target,
-            "phase": position.phase if self.terminal.is_ready() else "starting",
+            # 'starting' until the terminal answers; a transition or completion
+            # shows whatever the terminal does, since the operator acts on it.
+            "phase": "starting" if position.phase == "ready" and not self.terminal.is_ready() else position.phase,
             "step_index": self.workshop.index(position.current),
             "step_count": len(self.workshop.steps),
             "completed_steps": [s.id for s in self.workshop.steps if s.id in position.completed],
@@ -222,7 +230,7 @@ class WorkshopRuntime:
             "markdown": step.markdown,
             "html": self.html(step.markdown),
             "hints": len(step.hints),
-            "validation": {"gate": spec.gate, "rules": len(spec.rules), "watch": spec.watch},
+            "validation": {"gate": spec.gate, "rules": len(spec.rules), "watch": _number(spec.watch)},
             "previous": steps[step.position - 1].id if step.position > 0 else None,
             "next": steps[step.position + 1].id if step.position + 1 < len(steps) else None,
         }
@@ -303,19 +311,24 @@ class WorkshopRuntime:
                 now=self.now(),
                 workshop_completed=move.finish,
             )
+            # A check may have passed while the move was being saved: keep it.
+            latest = self.position
+            assert latest is not None
+            new = replace(new, completed=new.completed | latest.completed, visited=new.visited | latest.visited)
             self.position = new
+            self.log.info(
+                "navigation {action}: {from_step} -> {to_step} ({phase})",
+                action=action,
+                from_step=position.current,
+                to_step=new.current,
+                phase=new.phase,
+            )
+            self._rewatch()
+            # The answer and the event describe this move, whatever comes next.
+            status = self.status()
+            self.hub.publish("status", status)
         finally:
             self._lock.release()
-        self.log.info(
-            "navigation {action}: {from_step} -> {to_step} ({phase})",
-            action=action,
-            from_step=position.current,
-            to_step=new.current,
-            phase=new.phase,
-        )
-        self._rewatch()
-        status = self.status()
-        self.hub.publish("status", status)
         return status
 
     # -- validation -------------------------------------------------------------------
@@ -332,6 +345,10 @@ class WorkshopRuntime:
             )
         if not step.validation.rules or self.checker is None:
             raise ApiError(409, "no_rules", f"Step {step_id!r} has no checks.")
+        position = self.position
+        if position is not None and step_statuses(self.workshop, position)[step.id] == "locked":
+            # Passing a locked step would complete it and open a jump past the gates before it.
+            raise ApiError(409, "step_locked", f"Step {step_id!r} is locked: this workshop goes in order.")
         waiter: Deferred[Result] = Deferred()
         waiters = self._running.get(step.id)
         if waiters is not None:

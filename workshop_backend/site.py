@@ -114,7 +114,9 @@ class LimitedRequest(server.Request):
                 raw_response(
                     b"413 Content Too Large",
                     "too_large",
-                    f"The request body may be at most {self._cap // 1024} KiB.",
+                    "A state value may be at most 64 KiB of JSON."
+                    if self._cap == STATE_BODY_MAX
+                    else "The request body may be at most 1 MiB.",
                 )
             )
         self.channel.loseConnection()
