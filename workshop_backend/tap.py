@@ -19,6 +19,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from workshop_backend.api import Api
+from workshop_backend.bridge import make_terminal_resource
 from workshop_backend.config import Settings, resolve
 from workshop_backend.events import EventHub, EventStreamResource
 from workshop_backend.render import render_hint, render_markdown
@@ -150,8 +151,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             return False, supervisor.reason or missing_ttyd or f"the terminal is {supervisor.state}"
         return True, "ready"
 
-    from workshop_backend.bridge import make_terminal_resource
-
     events = EventStreamResource(hub, reactor, initial=lambda: [("status", runtime.status())] if runtime.ready else [])
     guard = Guard(
         auth=settings.auth,
@@ -159,13 +158,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         allowed_hosts=settings.allowed_hosts,
         allowed_origins=settings.allowed_origins,
     )
+    terminal = make_terminal_resource(supervisor, reactor, check_handshake=guard.check_handshake)
     index = index_loader()
     api = Api(
         runtime,
         readiness=readiness,
         index_html=lambda: index,
         static=static_resource(),
-        terminal=make_terminal_resource(supervisor, reactor, check_handshake=guard.check_handshake),
+        terminal=terminal,
         events=events,
     )
     site = make_site(GuardedResource(api.resource(), guard, content_security_policy(settings.allowed_origins)))
@@ -174,6 +174,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     backend.on_stop.append(validator.stop)
     WorkingCopyService(settings, runtime, reactor, on_fatal=backend.fail).setServiceParent(backend)
     supervisor.setServiceParent(backend)
+    # After the supervisor: stopped before it, so browsers get 1001 while ttyd still runs.
+    terminal.bridge.setServiceParent(backend)
     ListenService(serverFromString(reactor, settings.listen), site, settings, on_fatal=backend.fail).setServiceParent(
         backend
     )

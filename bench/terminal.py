@@ -1,0 +1,425 @@
+"""Terminal benchmark: the bridge against direct ttyd, in the same run.
+
+    python bench/terminal.py [--megabytes 100] [--rounds 3] [--keystrokes 300]
+
+Starts two ttyds of its own (direct: one on 127.0.0.1 TCP, as a browser
+would reach ttyd without us, one on a UNIX socket, as the bridge reaches it)
+and a backend process running the supervisor and the bridge (``--serve``, a
+child of this script), then measures each with the same minimal WebSocket
+client (plain blocking sockets, so the client is not the bottleneck):
+
+* throughput: ``head -c N MiB /dev/zero | base64 -w 0`` in the shell (one long line,
+  so the pty's newline processing does not cap the rate), bytes of
+  terminal output per second until an end marker arrives;
+* keystroke echo latency: one key per WebSocket message into ``cat`` with the
+  pty echoing (``stty -icanon``), time until the echo comes back; p50/p99.
+
+Goals (against direct TCP; the UNIX figures are printed too): bridge
+throughput >= 0.9 x direct; the bridge adds < 0.5 ms to the echo p50 and
+< 2 ms to the p99.  Rounds rotate the order of the modes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+SHELL = "/bin/bash --norc --noprofile" if os.path.exists("/bin/bash") else "/bin/sh"
+
+
+# -- a minimal WebSocket client ------------------------------------------------
+
+
+class Client:
+    """Just enough RFC 6455 to speak ttyd's protocol, over a blocking socket."""
+
+    def __init__(self, sock: socket.socket, path: str, host: str) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: tty\r\n\r\n"
+        )
+        sock.sendall(request.encode())
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise RuntimeError(f"handshake refused: {head!r}")
+        self.buf = bytearray(rest)
+        self.send(json.dumps({"AuthToken": "", "columns": 120, "rows": 40}).encode(), opcode=1)
+
+    @classmethod
+    def unix(cls, path: str) -> Client:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(path)
+        return cls(sock, "/ws", "localhost")
+
+    @classmethod
+    def tcp(cls, port: int, path: str = "/terminal") -> Client:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(sock, path, f"127.0.0.1:{port}")
+
+    def _fill(self) -> None:
+        data = self.sock.recv(1 << 18)
+        if not data:
+            raise EOFError("connection closed")
+        self.buf += data
+
+    def send(self, payload: bytes, opcode: int = 2) -> None:
+        mask = os.urandom(4)
+        n = len(payload)
+        if n < 126:
+            header = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        elif n < 65536:
+            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        else:
+            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + mask + masked)
+
+    def type(self, text: str) -> None:
+        self.send(b"0" + text.encode())
+
+    def frames(self) -> Any:
+        """Yield (opcode, payload) forever; answers pings."""
+        while True:
+            buf = self.buf
+            pos = 0
+            n = len(buf)
+            while n - pos >= 2:
+                b0, b1 = buf[pos], buf[pos + 1]
+                length = b1 & 0x7F
+                start = pos + 2
+                if length == 126:
+                    if n - start < 2:
+                        break
+                    length = (buf[start] << 8) | buf[start + 1]
+                    start += 2
+                elif length == 127:
+                    if n - start < 8:
+                        break
+                    (length,) = struct.unpack_from("!Q", buf, start)
+                    start += 8
+                if n - start < length:
+                    break
+                payload = bytes(buf[start : start + length])
+                pos = start + length
+                opcode = b0 & 0x0F
+                if opcode == 9:
+                    self.send(payload, opcode=10)
+                    continue
+                if opcode == 8:
+                    raise EOFError(f"closed: {payload[:2].hex()} {payload[2:]!r}")
+                yield opcode, payload
+            del buf[:pos]
+            self._fill()
+
+    def output_until(self, marker: bytes, timeout: float = 120.0) -> int:
+        """Read terminal output until ``marker``; the number of output bytes read."""
+        self.sock.settimeout(timeout)
+        total = 0
+        tail = b""
+        for _, payload in self.frames():
+            if payload[:1] != b"0":
+                continue
+            total += len(payload) - 1
+            window = tail + payload[1:]
+            if marker in window:
+                return total
+            tail = window[-len(marker) :]
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        try:
+            self.send(struct.pack("!H", 1000), opcode=8)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+# -- measurements ---------------------------------------------------------------
+
+
+def throughput(client: Client, megabytes: int) -> tuple[float, int]:
+    """MB/s of terminal output for ``head -c N MiB /dev/zero | base64``."""
+    client.type("echo ready-$((20+1))\r")
+    client.output_until(b"ready-21")
+    start = time.perf_counter()
+    client.type(f"head -c {megabytes}M /dev/zero | base64 -w 0; echo end-$((40+2))-mark\r")
+    total = client.output_until(b"end-42-mark")
+    elapsed = time.perf_counter() - start
+    return total / elapsed / 1e6, total
+
+
+def echo_latency(client: Client, keystrokes: int) -> list[float]:
+    """Milliseconds from a key sent to its echo, for ``keystrokes`` keys (after a warm-up)."""
+    client.type("stty -icanon; echo cat-$((3*3)); cat >/dev/null\r")
+    client.output_until(b"cat-9")
+    client.sock.settimeout(10)
+    frames = client.frames()
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    samples = []
+    for i in range(keystrokes + 20):
+        key = letters[i % 26]
+        start = time.perf_counter()
+        client.type(key)
+        while True:
+            _, payload = next(frames)
+            if payload[:1] == b"0" and key.encode() in payload:
+                break
+        if i >= 20:
+            samples.append((time.perf_counter() - start) * 1000)
+    client.type("\x03")
+    return samples
+
+
+def profile(args: argparse.Namespace, pid: int, connect: Any) -> None:
+    """Throughput through the bridge only, with py-spy recording the backend (collapsed stacks)."""
+    spy = subprocess.Popen(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            *("record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--output", args.profile),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)  # let py-spy attach (the benchmark, not a test)
+    for _ in range(args.rounds):
+        client = connect()
+        rate, _total = throughput(client, args.megabytes)
+        client.close()
+        print(f"  bridge (profiled): {rate:7.1f} MB/s")
+    spy.send_signal(2)
+    spy.wait(30)
+    print(f"py-spy collapsed stacks in {args.profile}")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of ``pid`` in KiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS", "VmHWM")):
+            name, value = line.split(":", 1)
+            fields[name] = int(value.split()[0])
+    return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
+
+
+# -- the backend under test (a child process) ------------------------------------
+
+
+def serve(state_dir: str) -> None:
+    """Run the supervisor and the bridge on 127.0.0.1 (port printed on stdout)."""
+    from twisted.internet import reactor as _reactor
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    from workshop_backend.bridge import TerminalBridge
+    from workshop_backend.supervisor import TtydSupervisor
+    from workshop_backend.ttydbin import find_ttyd
+
+    reactor: Any = _reactor
+    supervisor = TtydSupervisor(
+        reactor=reactor,
+        ttyd=find_ttyd(os.environ.get("WORKSHOP_TTYD")),
+        shell=SHELL,
+        state_dir=Path(state_dir),
+        cwd=state_dir,
+        env=dict(os.environ),
+    )
+    bridge = TerminalBridge(supervisor, reactor)
+    root = Resource()
+    root.putChild(b"terminal", bridge.resource)
+    port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
+
+    def announce(status: dict[str, Any]) -> None:
+        if status["state"] == "running":
+            print(port.getHost().port, flush=True)
+            supervisor.remove_listener(announce)
+
+    supervisor.add_listener(announce)
+    supervisor.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", bridge.stopService)
+    reactor.addSystemEventTrigger("before", "shutdown", supervisor.stopService)
+    reactor.run()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.01)  # the benchmark's own start-up, not a test
+
+
+def can_connect(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port)).close()
+    except OSError:
+        return False
+    return True
+
+
+MODES = ("direct-tcp", "direct-unix", "bridge")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--megabytes", type=int, default=100, help="MiB of /dev/zero to base64 per run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keystrokes", type=int, default=300)
+    parser.add_argument(
+        "--profile", metavar="FILE", help="py-spy the backend (collapsed stacks) during bridge runs only"
+    )
+    parser.add_argument("--serve", metavar="STATE_DIR", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+
+    from workshop_backend.supervisor import shell_argv
+    from workshop_backend.ttydbin import find_ttyd
+
+    ttyd = find_ttyd(os.environ.get("WORKSHOP_TTYD"))
+    work = Path(tempfile.mkdtemp(prefix="wb-bench-"))
+    direct_sock = str(work / "direct.sock")
+    direct_port = free_port()
+    ttyd_env = dict(os.environ, TERM="xterm-256color")
+    ttyd_args = ["-W", "-P", "60", "-T", "xterm-256color"]
+    direct: list[subprocess.Popen[bytes]] = [
+        subprocess.Popen(
+            [ttyd, *where, *ttyd_args, *shell_argv(SHELL)], cwd=work, stderr=subprocess.DEVNULL, env=ttyd_env
+        )
+        for where in (["-i", direct_sock], ["-i", "lo", "-p", str(direct_port)])
+    ]
+    (work / "state").mkdir()
+    backend = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(work / "state")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert backend.stdout is not None
+        port = int(backend.stdout.readline())
+        wait_until(lambda: os.path.exists(direct_sock), "the direct ttyd's socket")
+        wait_until(lambda: can_connect(direct_port), "the direct ttyd's port")
+
+        def connect(mode: str) -> Client:
+            if mode == "direct-unix":
+                return Client.unix(direct_sock)
+            if mode == "direct-tcp":
+                return Client.tcp(direct_port, "/ws")
+            return Client.tcp(port)
+
+        print(f"ttyd {ttyd}; backend pid {backend.pid} on 127.0.0.1:{port}; shell {SHELL}")
+        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        print(f"backend RSS at start: {rss_kib(backend.pid)[0] / 1024:.1f} MiB")
+        if args.profile:
+            profile(args, backend.pid, lambda: connect("bridge"))
+            return
+        rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+        bridge_cpu = bridge_bytes = bridge_wall = 0.0
+        for r in range(args.rounds):
+            for mode in MODES[r % 3 :] + MODES[: r % 3]:
+                client = connect(mode)
+                cpu = cpu_seconds(backend.pid)
+                rate, total = throughput(client, args.megabytes)
+                if mode == "bridge":
+                    bridge_cpu += cpu_seconds(backend.pid) - cpu
+                    bridge_bytes += total
+                    bridge_wall += total / rate / 1e6
+                client.close()
+                rates[mode].append(rate)
+                print(f"  round {r + 1} {mode:11}: {rate:7.1f} MB/s ({total / 1e6:.0f} MB of output)")
+        print(
+            f"backend CPU in bridge runs: {bridge_cpu / (bridge_bytes / 1e9):.2f} s per GB"
+            f" ({bridge_cpu / bridge_wall:.0%} of a core while streaming)"
+        )
+        rss, hwm = rss_kib(backend.pid)
+        print(f"backend RSS after throughput: {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f} MiB)")
+
+        latencies: dict[str, list[float]] = {mode: [] for mode in MODES}
+        for _ in range(2):
+            for mode in MODES:
+                client = connect(mode)
+                latencies[mode].extend(echo_latency(client, args.keystrokes // 2))
+                client.close()
+
+        print()
+        print("throughput (MB/s of terminal output)")
+        med = {mode: statistics.median(rates[mode]) for mode in MODES}
+        best = {mode: max(rates[mode]) for mode in MODES}
+        for mode in MODES:
+            print(f"  {mode:11} : median {med[mode]:7.1f}  best {best[mode]:7.1f}")
+        ratio = med["bridge"] / med["direct-tcp"]
+        print(
+            f"  bridge / direct-tcp : median {ratio:.2f}  best {best['bridge'] / best['direct-tcp']:.2f}"
+            "  (goal >= 0.90)"
+        )
+        print(
+            f"  bridge / direct-unix: median {med['bridge'] / med['direct-unix']:.2f}"
+            f"  best {best['bridge'] / best['direct-unix']:.2f}"
+        )
+        print(f"keystroke echo latency (ms, {len(latencies['bridge'])} keys each)")
+        p50 = {mode: percentile(latencies[mode], 50) for mode in MODES}
+        p99 = {mode: percentile(latencies[mode], 99) for mode in MODES}
+        for mode in MODES:
+            print(f"  {mode:11} : p50 {p50[mode]:6.3f}  p99 {p99[mode]:6.3f}")
+        added50, added99 = p50["bridge"] - p50["direct-tcp"], p99["bridge"] - p99["direct-tcp"]
+        print(f"  bridge adds (vs direct-tcp): p50 {added50:+6.3f} (goal < 0.5)  p99 {added99:+6.3f} (goal < 2)")
+        print(
+            f"  bridge adds (vs direct-unix): p50 {p50['bridge'] - p50['direct-unix']:+6.3f}"
+            f"  p99 {p99['bridge'] - p99['direct-unix']:+6.3f}"
+        )
+        ok = ratio >= 0.9 and added50 < 0.5 and added99 < 2
+        print("goals met" if ok else "GOALS MISSED")
+    finally:
+        procs: list[subprocess.Popen[Any]] = [backend, *direct]
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
