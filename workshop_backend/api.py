@@ -274,9 +274,7 @@ class Api:
         """Any other routing refusal werkzeug raises."""
         error = cast(HTTPException, failure.value)
         code = error.code or 400
-        return write_json(
-            request, {"error": "bad_request", "message": error.description or "Bad request."}, code
-        )
+        return write_json(request, {"error": "bad_request", "message": error.description or "Bad request."}, code)
 
     @app.handle_errors(Exception)
     def bug(self, request: IRequest, failure: Failure) -> bytes:
