@@ -94,15 +94,25 @@ class Daemon(ProcessProtocol):
             os.kill(self.pid, signal.SIGKILL)
 
 
+def twistd_command() -> list[str]:
+    """``twistd -n --pidfile= workshop-backend``, the plugin way."""
+    return [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=", "workshop-backend"]
+
+
 def start(
-    args: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | None = None, reactor: Any = None
+    args: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    reactor: Any = None,
+    command: Sequence[str] | None = None,
 ) -> Daemon:
     """Spawn the daemon with ``args`` (stdout carries the log)."""
     reactor = reactor or global_reactor
     daemon = Daemon()
     environ = dict(os.environ if env is None else env)
     environ.setdefault("PYTHONUNBUFFERED", "1")
-    command = backend_command()
+    command = list(command or backend_command())
     reactor.spawnProcess(daemon, command[0], [*command, *args], env=environ, path=cwd)
     return daemon
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.http_headers import Headers
 
 from tests import daemon as d
@@ -181,6 +181,25 @@ class DaemonTests(TestCase):
         response = await d.http().get(url + "api/v1/status", headers=Headers({"Authorization": [f"Bearer {token}"]}))
         await response.text()
         self.assertEqual(response.code, 200)
+
+    async def test_twistd_plugin(self) -> None:
+        """``twistd -n workshop-backend`` runs the same service with the same options."""
+        twistd = d.twistd_command()
+        if not Path(twistd[0]).exists():
+            raise SkipTest("no twistd next to this Python")
+        daemon = d.start(
+            ["--distribution", str(self.dist), "--state-dir", str(self.state), "--listen", "tcp:0:interface=127.0.0.1"],
+            env=self.env,
+            cwd=str(self.work),
+            command=twistd,
+        )
+        self.addCleanup(d.stop, daemon)
+        url = await daemon.listening
+        await d.wait_ready(url)
+        self.assertEqual((await self.api(url, "GET", "/api/v1/status"))[1]["current_step"], "intro")
+        # twistd ends by re-raising the SIGTERM it got (no exit code); our console script exits 0.
+        self.assertIn(await d.stop(daemon), (0, None))
+        self.assertNotIn(b"Traceback", daemon.output + daemon.errors)
 
     async def test_port_taken(self) -> None:
         """A port that is taken: exit 1 with one line that says so."""
