@@ -1,0 +1,671 @@
+"""The student web UI, end to end: the real daemon (a subprocess running the
+demo workshop with its real ttyd) driven through Debian's Chromium by
+Playwright.
+
+Each test starts its own daemon on a fresh state dir and its own browser.
+The browser work runs in a thread (``deferToThread``: Playwright's sync API
+owns its thread); the daemon is a subprocess, so blocking there is fine.
+Everything waits on selectors, page functions or log lines, never on fixed
+sleeps. Screenshots land in ``test-artifacts/ui/`` (gitignored), one per test
+and one for any failure.
+
+Skipped, with the reason, when Chromium (``/usr/bin/chromium`` or
+``$CHROMIUM``), Playwright or a ttyd binary is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+from urllib.request import Request, urlopen
+
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SkipTest, TestCase
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "ui"
+WAIT_MS = 30_000
+DAEMON_START_S = 60.0
+
+WIDE = {"width": 1400, "height": 900}
+NARROW = {"width": 390, "height": 844}
+
+READY_LINES = {
+    "listening": re.compile(r"listening on http://127\.0\.0\.1:(\d+)/"),
+    "working copy": re.compile(r"(made a fresh|resuming the) working copy"),
+    "ttyd": re.compile(r"ttyd is ready"),
+}
+
+# The active terminal's rendered rows (xterm.js 6's DOM renderer).
+ACTIVE_ROWS = ".term-panel:not([hidden]) .xterm-rows"
+TERMINAL_OPEN = '.term-tab[data-active="true"][data-state="open"]'
+
+
+def _skip_reason() -> str | None:
+    """Why these tests cannot run here, or None."""
+    if not os.path.exists(CHROMIUM):
+        return f"no Chromium at {CHROMIUM} (install Debian's chromium or set CHROMIUM)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install .[test])"
+    try:
+        from workshop_backend.ttydbin import find_ttyd
+
+        find_ttyd(None)
+    except Exception as e:  # any failure to find ttyd means: skip, saying why
+        return f"no usable ttyd: {e}"
+    return None
+
+
+def _command() -> list[str]:
+    """The daemon's command line start (the console script if installed)."""
+    script = Path(sys.executable).with_name("workshop-backend")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "workshop_backend.main"]
+
+
+class Daemon:
+    """``workshop-backend --demo --auth none`` as a subprocess.
+
+    The first start listens on an ephemeral port (learned from the
+    "listening on http://..." log line); restarts reuse that port and the
+    same state dir, as a crashed backend restarted in its container would.
+    """
+
+    def __init__(self, state_dir: Path, token: str | None = None, args: tuple[str, ...] = ("--demo",)) -> None:
+        self.state_dir = state_dir
+        self.token = token
+        self.args = args
+        self.port = 0
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.log: list[str] = []
+
+    @property
+    def url(self) -> str:
+        """The UI's address."""
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def workspace(self) -> Path:
+        """Where terminals start and rules look (the demo's own folder with
+        --demo, else the daemon's working directory, which we make here)."""
+        if "--demo" in self.args:
+            return self.state_dir / "demo" / "workspace"
+        return self.state_dir.with_name(self.state_dir.name + "-workspace")
+
+    def start(self) -> None:
+        """Start and wait for the daemon to say where it listens."""
+        argv = [
+            *_command(),
+            *self.args,
+            "--listen",
+            f"tcp:{self.port}:interface=127.0.0.1",
+            "--state-dir",
+            str(self.state_dir),
+            "--auth",
+            "none" if self.token is None else "token",
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WORKSHOP_")}
+        # Login shells read ~/.profile: keep the developer's dotfiles (pyenv
+        # hooks that wait on locks...) out of the shells under test.
+        home = self.state_dir.with_name(self.state_dir.name + "-home")
+        home.mkdir(parents=True, exist_ok=True)
+        env["HOME"] = str(home)
+        if self.token is not None:
+            env["WORKSHOP_TOKEN"] = self.token
+        self.lines = queue.Queue()
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            env=env,
+            cwd=self.workspace,
+        )
+        threading.Thread(target=self._read, args=(self.proc, self.lines), daemon=True).start()
+        # Ready = listening, the working copy open, ttyd answering: wait for
+        # the three log lines that say so (in whatever order they come).
+        waiting = set(READY_LINES)
+        deadline = time.monotonic() + DAEMON_START_S
+        while waiting:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"the daemon never logged {sorted(waiting)}:\n" + "".join(self.log)) from None
+            if line is None:
+                raise AssertionError("the daemon exited at start:\n" + "".join(self.log))
+            for name in list(waiting):
+                match = READY_LINES[name].search(line)
+                if match:
+                    waiting.discard(name)
+                    if name == "listening":
+                        self.port = int(match.group(1))
+
+    def _read(self, proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.log.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    def stop(self) -> None:
+        """SIGTERM (a clean stop: close code 1001 to browsers), SIGKILL if it hangs."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the daemon's API directly (to learn the demo).
+
+        Only once the page has loaded: the log line about the working copy
+        comes just before the API can answer (503 until then), and the page
+        having loaded is the event that says it does."""
+        data = None if body is None else json.dumps(body).encode()
+        request = Request(self.url.rstrip("/") + path, data=data, method=method)  # noqa: S310 (http only)
+        if self.token is not None:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        with urlopen(request, timeout=30) as response:  # noqa: S310
+            return json.loads(response.read() or b"null")
+
+
+def terminal_text(page: Any) -> str:
+    """The text the active terminal shows."""
+    return str(page.locator(ACTIVE_ROWS).inner_text())
+
+
+def wait_terminal_shows(page: Any, text: str) -> None:
+    """Wait until the active terminal displays ``text``."""
+    page.wait_for_function(
+        "t => [...document.querySelectorAll('.term-panel:not([hidden]) .xterm-rows')]"
+        ".some(r => r.textContent.replace(/\\u00a0/g, ' ').includes(t))",
+        arg=text,
+        timeout=WAIT_MS,
+    )
+
+
+def wait_prompt(page: Any) -> None:
+    """Wait until the active terminal is open and its shell printed something."""
+    page.wait_for_selector(TERMINAL_OPEN, timeout=WAIT_MS)
+    # xterm.js does not render while off screen (narrow layouts scroll).
+    page.locator(".term-panel:not([hidden])").scroll_into_view_if_needed()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.term-panel:not([hidden]) .xterm-rows')]"
+        ".some(r => r.textContent.trim() !== '')",
+        timeout=WAIT_MS,
+    )
+
+
+def type_in_terminal(page: Any, command: str) -> None:
+    """Click into the active terminal, type a command line and press Enter."""
+    page.wait_for_selector(TERMINAL_OPEN, timeout=WAIT_MS)
+    page.locator(".term-panel:not([hidden]) .xterm-screen").click()
+    page.keyboard.type(command)
+    page.keyboard.press("Enter")
+
+
+def run_and_wait(page: Any, command: str, token: str) -> None:
+    """Type ``command; echo <marker>`` and wait for the marker's output.
+
+    The marker is computed by the shell (``$((...))``), so the echoed command
+    line itself never matches: seeing it means the command has finished.
+    """
+    a, b = len(token), 1000
+    type_in_terminal(page, f"{command}; echo {token}-$(({a}+{b}))")
+    wait_terminal_shows(page, f"{token}-{a + b}")
+
+
+class BrowserTestCase(TestCase):
+    """A fresh daemon per test, and a helper to drive Chromium against it."""
+
+    timeout = 180
+    token: str | None = None  # None: --auth none
+
+    def setUp(self) -> None:
+        reason = _skip_reason()
+        if reason:
+            raise SkipTest(reason)
+        state_dir = Path(self.mktemp()).resolve()
+        state_dir.mkdir(parents=True)
+        self.daemon = self.new_daemon(state_dir, self.token)
+        self.daemon.start()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def new_daemon(self, state_dir: Path, token: str | None = None, args: tuple[str, ...] = ("--demo",)) -> Daemon:
+        """A daemon (not started) that is stopped when the test ends."""
+        daemon = Daemon(state_dir, token, args)
+        self.addCleanup(daemon.stop)
+        return daemon
+
+    def shot(self, page: Any, name: str, *, full_page: bool = False) -> None:
+        """Keep a screenshot as a test artifact."""
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+
+    def in_browser(
+        self,
+        body: Callable[[Any], None],
+        *,
+        viewport: dict[str, int] = WIDE,
+        scheme: str = "light",
+        path: str = "/",
+    ) -> Deferred[None]:
+        """Run ``body(page)`` in a thread, on a page (at ``path``) already
+        showing the UI, loaded from the API (so the backend is ready)."""
+        name = self.id().rsplit(".", 1)[-1]
+
+        def run() -> None:
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+                try:
+                    page = browser.new_page(viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
+                    page.set_default_timeout(WAIT_MS)
+                    problems: list[str] = []
+                    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+                    page.on(
+                        "console",
+                        lambda m: problems.append(f"CSP: {m.text}") if "Content Security Policy" in m.text else None,
+                    )
+                    try:
+                        page.goto(self.daemon.url.rstrip("/") + path)
+                        page.wait_for_selector("#step-title:not(:empty)")
+                        body(page)
+                    except BaseException:
+                        page.screenshot(path=str(ARTIFACTS / f"{name}-FAILED.png"), full_page=True)
+                        raise
+                    self.assertEqual(problems, [])
+                finally:
+                    browser.close()
+
+        return deferToThread(run)
+
+
+def click_next(page: Any, title: str) -> None:
+    """Press Next and wait for the step titled ``title``."""
+    page.get_by_role("button", name="Next", exact=True).click()
+    page.wait_for_function("t => document.getElementById('step-title').textContent === t", arg=title)
+
+
+def run_block(page: Any, index: int) -> None:
+    """Press Run on the ``index``-th exec code block of the step."""
+    page.locator(".codeblock.exec").nth(index).get_by_role("button", name="Run this in the terminal").click()
+
+
+class ContentTests(BrowserTestCase):
+    """What the student sees first."""
+
+    def test_content_renders(self) -> Deferred[None]:
+        """The first step's title, text, code blocks with Run and Copy, inline
+        actions, the step list with locked steps, and a divider that moves
+        with the keyboard."""
+
+        def body(page: Any) -> None:
+            workshop = self.daemon.api("GET", "/api/v1/workshop")
+            first = workshop["steps"][0]
+            count = len(workshop["steps"])
+            self.assertEqual(page.locator("#step-title").inner_text(), first["title"])
+            self.assertEqual(page.locator("#workshop-title").inner_text(), workshop["title"])
+            self.assertEqual(page.locator("#step-kicker").inner_text().lower(), f"step 1 of {count}")
+            self.assertIn("terminal", page.locator("#step-content").inner_text())
+            block = page.locator(".codeblock.exec").first
+            self.assertTrue(block.get_by_role("button", name="Run this in the terminal").is_visible())
+            self.assertTrue(block.get_by_role("button", name="Copy to the clipboard").is_visible())
+            self.assertGreater(page.locator("button.inline-action[data-action=exec]").count(), 0)
+            # The intro has no rules: no Check; it is the first step: no Previous.
+            self.assertTrue(page.locator("#check").is_hidden())
+            self.assertTrue(page.get_by_role("button", name="Previous").is_disabled())
+            wait_prompt(page)
+            self.shot(page, "content-wide")
+
+            page.get_by_role("button", name="All steps").click()
+            items = page.locator("#step-list .step-item")
+            self.assertEqual(items.count(), count)
+            self.assertEqual(items.first.get_attribute("aria-current"), "step")
+            self.assertTrue(items.last.is_disabled())  # linear: later steps are locked
+            self.shot(page, "step-list")
+            page.keyboard.press("Escape")
+            self.assertTrue(page.locator("#step-panel").is_hidden())
+
+            divider = page.get_by_role("separator")
+            before = int(divider.get_attribute("aria-valuenow"))
+            width = page.locator("#instructions").bounding_box()["width"]
+            divider.focus()
+            page.keyboard.press("Shift+ArrowRight")
+            self.assertEqual(int(divider.get_attribute("aria-valuenow")), before + 10)
+            self.assertGreater(page.locator("#instructions").bounding_box()["width"], width + 50)
+
+        return self.in_browser(body)
+
+    def test_narrow_layout(self) -> Deferred[None]:
+        """At 390 px (dark scheme) the page stacks: instructions, then a
+        fitted terminal, no sideways scrolling, and ttyd is told the size."""
+
+        def body(page: Any) -> None:
+            page.wait_for_selector(TERMINAL_OPEN)
+            overflow = page.evaluate("document.documentElement.scrollWidth")
+            self.assertLessEqual(overflow, NARROW["width"])
+            instructions = page.locator("#instructions").bounding_box()
+            terminal = page.locator("#terminal-pane").bounding_box()
+            self.assertGreaterEqual(terminal["y"], instructions["y"] + instructions["height"] - 1)
+            self.assertLessEqual(terminal["width"], NARROW["width"])
+            self.assertTrue(page.locator("#divider").is_hidden())
+            self.assertTrue(page.get_by_role("button", name="Next").is_visible())
+            self.shot(page, "narrow-top")
+            # The terminal is below the instructions: a button takes the student there.
+            page.get_by_role("button", name="Terminal", exact=True).click()
+            page.wait_for_function("document.activeElement.classList.contains('xterm-helper-textarea')")
+            wait_prompt(page)
+            run_and_wait(page, "stty size > size.txt", "size")
+            rows, cols = (int(n) for n in (self.daemon.workspace / "size.txt").read_text().split())
+            self.assertEqual(rows, page.locator(f"{ACTIVE_ROWS} > div").count())
+            self.assertLess(cols, 60)
+            self.shot(page, "narrow-full", full_page=True)
+
+        return self.in_browser(body, viewport=NARROW, scheme="dark")
+
+
+class TerminalTests(BrowserTestCase):
+    """The terminal: typing, Run, shells that end, several tabs."""
+
+    def test_typing_runs_a_command(self) -> Deferred[None]:
+        """Keys typed into the terminal reach a real shell in the demo's
+        workspace."""
+
+        def body(page: Any) -> None:
+            run_and_wait(page, "touch marker-typed", "typed")
+            self.assertTrue((self.daemon.workspace / "marker-typed").is_file())
+            self.shot(page, "typed")
+
+        return self.in_browser(body)
+
+    def test_run_button_runs_its_block(self) -> Deferred[None]:
+        """Run types the block into the terminal and presses Enter: on the
+        files step it makes the notes folder."""
+
+        def body(page: Any) -> None:
+            steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
+            click_next(page, steps[1]["title"])
+            page.wait_for_selector(TERMINAL_OPEN)
+            self.assertIn("mkdir notes", page.locator(".codeblock.exec").first.inner_text())
+            run_block(page, 0)
+            run_and_wait(page, "true", "ran")
+            self.assertTrue((self.daemon.workspace / "notes").is_dir())
+            self.shot(page, "run-button")
+
+        return self.in_browser(body)
+
+    def test_exited_shell_offers_a_new_one(self) -> Deferred[None]:
+        """When the student types exit, the terminal says the shell ended
+        and Start a new shell gives a working one; an exit with an error
+        status says that, and offers a new shell too."""
+
+        def body(page: Any) -> None:
+            type_in_terminal(page, "exit")
+            page.wait_for_selector('.term-tab[data-active="true"][data-state="exited"]')
+            button = page.get_by_role("button", name="Start a new shell")
+            self.shot(page, "shell-exited")
+            button.click()
+            run_and_wait(page, "touch marker-new-shell", "again")
+            self.assertTrue((self.daemon.workspace / "marker-new-shell").is_file())
+            # A shell that exits with an error (close code 4000) says so, and also offers a new one.
+            type_in_terminal(page, "exit 3")
+            page.wait_for_selector('.term-tab[data-active="true"][data-state="exited"][data-close-code="4000"]')
+            self.assertIn("stopped with an error", page.locator(".term-overlay").inner_text())
+            page.get_by_role("button", name="Start a new shell").click()
+            page.wait_for_selector(TERMINAL_OPEN)
+
+        return self.in_browser(body)
+
+    def test_copy_and_paste(self) -> Deferred[None]:
+        """Copy puts a block's text on the clipboard; Ctrl+V in the terminal
+        pastes the clipboard into the shell."""
+
+        def body(page: Any) -> None:
+            page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+            block = page.locator(".codeblock").first
+            block.get_by_role("button", name="Copy to the clipboard").click()
+            page.wait_for_selector(".codeblock .btn-copy.done")
+            copied = page.evaluate("navigator.clipboard.readText()")
+            self.assertEqual(copied, block.locator("code").inner_text().rstrip("\n"))
+            page.evaluate("navigator.clipboard.writeText('touch marker-pasted')")
+            page.wait_for_selector(TERMINAL_OPEN)
+            page.locator(".term-panel:not([hidden]) .xterm-screen").click()
+            page.keyboard.press("Control+V")
+            page.keyboard.press("Enter")
+            run_and_wait(page, "true", "pasted")
+            self.assertTrue((self.daemon.workspace / "marker-pasted").is_file())
+
+        return self.in_browser(body)
+
+    def test_tabs_are_separate_shells(self) -> Deferred[None]:
+        """A second terminal tab is its own shell; switching back shows the
+        first one untouched."""
+
+        def body(page: Any) -> None:
+            run_and_wait(page, "echo $$ > shell-1", "one")
+            page.get_by_role("button", name="Open another terminal").click()
+            page.wait_for_selector('#term-2-tab[aria-selected="true"]')
+            run_and_wait(page, "echo $$ > shell-2", "two")
+            pids = {(self.daemon.workspace / f"shell-{n}").read_text() for n in (1, 2)}
+            self.assertEqual(len(pids), 2)
+            page.get_by_role("tab", name="Terminal 1").click()
+            self.assertNotIn("shell-2", terminal_text(page))
+            self.shot(page, "two-tabs")
+
+        return self.in_browser(body)
+
+
+class StepTests(BrowserTestCase):
+    """Moving through the workshop and checking work."""
+
+    def test_next_and_previous(self) -> Deferred[None]:
+        """Next moves on; Next on a gated step that fails stays and shows
+        why; Previous goes back."""
+
+        def body(page: Any) -> None:
+            steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
+            click_next(page, steps[1]["title"])
+            self.assertEqual(page.locator("#step-kicker").inner_text().lower(), f"step 2 of {len(steps)}")
+            self.assertTrue(page.locator("#check").is_visible())
+            page.get_by_role("button", name="Next", exact=True).click()
+            failed = page.wait_for_selector(".results.failed")
+            self.assertIn("notes/hello.txt", failed.inner_text())
+            self.assertEqual(page.locator("#step-title").inner_text(), steps[1]["title"])
+            self.shot(page, "next-refused")
+            page.get_by_role("button", name="Previous").click()
+            page.wait_for_function(
+                "t => document.getElementById('step-title').textContent === t", arg=steps[0]["title"]
+            )
+            self.assertTrue(page.locator("#results").is_hidden())
+
+        return self.in_browser(body)
+
+    def test_check_shows_failure_then_success(self) -> Deferred[None]:
+        """Check shows the author's message for a failing rule (with the
+        backend's detail behind a toggle), then all-passed once the work is
+        done, and the step is marked completed."""
+        message = "Write the line Hello, workshop! into notes/hello.txt"
+
+        def body(page: Any) -> None:
+            steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
+            click_next(page, steps[1]["title"])
+            page.get_by_role("button", name="Check", exact=True).click()
+            rule = page.wait_for_selector(".results.failed .rule.fail")
+            self.assertIn(message, rule.inner_text())
+            rule.query_selector("summary").click()
+            self.assertTrue(rule.query_selector("details pre").is_visible())
+            self.shot(page, "check-failed")
+
+            run_block(page, 0)  # mkdir notes
+            run_block(page, 1)  # echo 'Hello, workshop!' > notes/hello.txt
+            run_and_wait(page, "true", "done")
+            page.get_by_role("button", name="Check", exact=True).click()
+            passed = page.wait_for_selector(".results.passed")
+            self.assertIn("All checks passed", passed.inner_text())
+            page.wait_for_selector(f'#step-list .step-item.completed[data-step="{steps[1]["id"]}"]', state="attached")
+            self.shot(page, "check-passed")
+
+        return self.in_browser(body)
+
+    def test_hints_one_at_a_time(self) -> Deferred[None]:
+        """Hints appear one per click, the button goes away after the last,
+        and a reload shows the revealed hints again."""
+
+        def body(page: Any) -> None:
+            steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
+            total = self.daemon.api("GET", f"/api/v1/steps/{steps[1]['id']}")["hints"]
+            click_next(page, steps[1]["title"])
+            for n in range(1, total + 1):
+                page.locator("#hint-button").click()
+                page.wait_for_selector(f".hint:nth-child({n})")
+            self.assertEqual(page.locator(".hint").count(), total)
+            self.assertTrue(page.locator("#hint-button").is_hidden())
+            self.shot(page, "hints")
+            # Revealed hints are part of the student's progress: a reload keeps them.
+            page.reload()
+            page.wait_for_selector(f".hint:nth-child({total})")
+            self.assertTrue(page.locator("#hint-button").is_hidden())
+
+        return self.in_browser(body)
+
+
+class RecoveryTests(BrowserTestCase):
+    """The backend goes away and comes back."""
+
+    def test_recovers_after_restart_on_the_same_port(self) -> Deferred[None]:
+        """Stop the daemon: the page says it is reconnecting; start it again
+        on the same port: the page and terminal come back by themselves,
+        without a page reload, and the terminal works."""
+
+        def body(page: Any) -> None:
+            page.wait_for_selector(TERMINAL_OPEN)
+            page.evaluate("window.__sameDocument = true")
+            self.daemon.stop()
+            page.wait_for_selector("#banner:not([hidden])")
+            page.wait_for_selector('.term-tab[data-active="true"][data-state="reconnecting"]')
+            self.assertIn("Reconnecting", page.locator("#banner").inner_text())
+            self.shot(page, "reconnecting")
+            self.daemon.start()
+            page.wait_for_selector("#banner", state="hidden")
+            page.wait_for_selector(TERMINAL_OPEN)
+            run_and_wait(page, "touch marker-after-restart", "back")
+            self.assertTrue((self.daemon.workspace / "marker-after-restart").is_file())
+            self.assertTrue(page.evaluate("window.__sameDocument === true"))
+            self.assertFalse(page.get_by_role("button", name="Next").is_disabled())
+            self.shot(page, "recovered")
+
+        return self.in_browser(body)
+
+
+class TokenTests(BrowserTestCase):
+    """``--auth token``: the page explains what a student without the token must do."""
+
+    token = "ui-test-token-0001"
+
+    def test_lost_session_shows_the_token_page(self) -> Deferred[None]:
+        """The full link logs in and the UI works; when the backend comes
+        back with another token the API answers 401 and the page says the
+        link needs its access token, instead of retrying for ever."""
+
+        def body(page: Any) -> None:
+            self.assertNotIn("token", page.url)  # the backend dropped it from the address
+            page.wait_for_selector(TERMINAL_OPEN)
+            self.daemon.stop()
+            self.daemon.token = "ui-test-token-0002"
+            self.daemon.start()
+            page.wait_for_selector("#auth-page", state="visible")
+            self.assertIn("needs its access token", page.locator("#auth-page h1").inner_text())
+            self.assertTrue(page.locator("#app").is_hidden())
+            self.shot(page, "token-needed")
+
+        return self.in_browser(body, path=f"/?token={self.token}")
+
+
+class TransitionTests(BrowserTestCase):
+    """A step that runs in another image: the container is replaced."""
+
+    def test_next_into_another_image_reconnects_to_the_new_container(self) -> Deferred[None]:
+        """Next into a step of another image says the environment is being
+        prepared; when the old backend goes and the next step's backend
+        answers on the same address, the page shows that step and a working
+        terminal with no click."""
+        from workshop_backend.demo import write_demo_distribution
+
+        distribution = Path(self.mktemp()).resolve() / "two-images.sqlite"
+        distribution.parent.mkdir(parents=True)
+        write_demo_distribution(distribution)
+        with closing(sqlite3.connect(distribution)) as conn, conn:
+            conn.execute("UPDATE steps SET image_tag = 'image-two' WHERE position >= 1")
+            second = conn.execute("SELECT id, title FROM steps WHERE position = 1").fetchone()
+        self.daemon.stop()
+        old = self.daemon
+        self.daemon = self.new_daemon(
+            old.state_dir.with_name("container-1"), args=("--distribution", str(distribution))
+        )
+        self.daemon.start()
+
+        def body(page: Any) -> None:
+            page.wait_for_selector(TERMINAL_OPEN)
+            page.evaluate("window.__sameDocument = true")
+            page.get_by_role("button", name="Next", exact=True).click()
+            note = page.wait_for_selector("#transition-note:not([hidden])")
+            self.assertIn("environment for this step", note.inner_text())
+            self.assertEqual(page.locator("#step-title").inner_text(), second[1])
+            self.assertTrue(page.get_by_role("button", name="Next", exact=True).is_disabled())
+            self.shot(page, "transitioning")
+            # What the CLI or operator does: replace the container.
+            port = self.daemon.port
+            self.daemon.stop()
+            page.wait_for_selector("#banner:not([hidden])")
+            self.assertIn("Preparing", page.locator("#banner").inner_text())
+            self.daemon = self.new_daemon(
+                old.state_dir.with_name("container-2"),
+                args=("--distribution", str(distribution), "--step", second[0]),
+            )
+            self.daemon.port = port
+            self.daemon.start()
+            page.wait_for_selector("#banner", state="hidden")
+            page.wait_for_selector("#transition-note", state="hidden")
+            page.wait_for_selector(TERMINAL_OPEN)
+            self.assertEqual(page.locator("#step-title").inner_text(), second[1])
+            run_and_wait(page, "touch marker-new-container", "moved")
+            self.assertTrue((self.daemon.workspace / "marker-new-container").is_file())
+            self.assertTrue(page.evaluate("window.__sameDocument === true"))
+            self.shot(page, "transitioned")
+
+        return self.in_browser(body)

@@ -1,0 +1,670 @@
+// The student page: instructions (step content, hints, Check results, step
+// navigation) beside live terminals, kept in sync with the backend through
+// /api/v1/events and brought back by itself when the backend goes away.
+// See docs/ui.md.
+
+import { Api, ApiError, NetworkError } from "./api";
+import { renderMarkdown } from "./content";
+import { byId, el, icon } from "./dom";
+import { setupSplit } from "./split";
+import { TerminalManager } from "./terminal";
+import type { Hint, ProgressEntry, Status, StepDetail, ValidationResult, Workshop } from "./types";
+
+const $ = {
+  app: byId("app"),
+  authPage: byId("auth-page"),
+  title: byId("workshop-title"),
+  progressText: byId("progress-text"),
+  progressBar: byId("progress-bar"),
+  stepsToggle: byId<HTMLButtonElement>("steps-toggle"),
+  stepPanel: byId("step-panel"),
+  stepList: byId("step-list"),
+  banner: byId("banner"),
+  bannerText: byId("banner-text"),
+  layout: byId("layout"),
+  scroll: byId("instructions-scroll"),
+  kicker: byId("step-kicker"),
+  stepTitle: byId("step-title"),
+  transitionNote: byId("transition-note"),
+  content: byId("step-content"),
+  completion: byId("completion"),
+  hints: byId("hints"),
+  hintList: byId("hint-list"),
+  hintButton: byId<HTMLButtonElement>("hint-button"),
+  results: byId("results"),
+  prev: byId<HTMLButtonElement>("prev"),
+  check: byId<HTMLButtonElement>("check"),
+  next: byId<HTMLButtonElement>("next"),
+  divider: byId("divider"),
+  termTabs: byId("term-tabs"),
+  termNew: byId<HTMLButtonElement>("term-new"),
+  termStack: byId("term-stack"),
+};
+
+const narrow = window.matchMedia("(max-width: 820px)");
+
+class App {
+  private readonly api = new Api({
+    onUnauthorized: () => this.showAuthPage(),
+    onNetworkError: () => this.lostBackend(),
+  });
+  private readonly terms = new TerminalManager($.termTabs, $.termStack, () => this.checkBackend());
+  private workshop: Workshop | null = null;
+  private status: Status | null = null;
+  private step: StepDetail | null = null;
+  private loadingStep: string | null = null;
+  private hintsShown = 0;
+  private resultsShown = false;
+  private busy = false;
+  private offline = false;
+  private authFailed = false;
+  private events: EventSource | null = null;
+  private probeAttempt = 0;
+  private probeTimer: number | undefined;
+  private bannerTimer: number | undefined;
+  private reloadSeq = 0;
+  private focusOnStepChange = false;
+  private eventsAttempt = 0;
+  /** The step a container swap is bringing (phase transitioning seen, not yet ready). */
+  private movingTo: string | null = null;
+  private eventsTimer: number | undefined;
+
+  start(): void {
+    setupSplit($.layout, $.divider, () => this.terms.scheduleFit());
+    narrow.addEventListener("change", () => this.terms.scheduleFit());
+    $.prev.addEventListener("click", () => void this.navigate({ action: "previous" }));
+    $.next.addEventListener("click", () => void this.navigate({ action: this.step?.next ? "next" : "complete" }));
+    $.check.addEventListener("click", () => void this.runCheck());
+    byId("to-terminal").addEventListener("click", () => {
+      byId("terminal-pane").scrollIntoView({ block: "start" });
+      this.terms.active?.term.focus();
+    });
+    $.hintButton.addEventListener("click", () => void this.revealHint());
+    $.stepsToggle.addEventListener("click", () => this.toggleSteps());
+    document.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape" && !$.stepPanel.hidden) {
+        this.toggleSteps(false);
+        $.stepsToggle.focus();
+      }
+    });
+    document.addEventListener("click", (ev) => {
+      if (!$.stepPanel.hidden && ev.target instanceof Node && !$.stepPanel.contains(ev.target) && !$.stepsToggle.contains(ev.target)) {
+        this.toggleSteps(false);
+      }
+    });
+    $.termNew.addEventListener("click", () => {
+      this.terms.add();
+      $.termNew.disabled = !this.terms.canAdd;
+    });
+    if (/Mac|iPhone|iPad/.test(navigator.platform)) {
+      document.querySelector(".term-tip")!.textContent = "Copy: select, then ⌘C · Paste: ⌘V";
+    }
+    this.terms.add();
+    this.renderButtons();
+    void this.reload().then(
+      () => this.openEvents(),
+      () => this.lostBackend(), // not there yet, or not ready: retry until it is
+    );
+  }
+
+  // ---- Loading ---------------------------------------------------------
+
+  /** Fetch the workshop and status (and the current step if it changed). */
+  private async reload(): Promise<void> {
+    const seq = ++this.reloadSeq;
+    const [workshop, status] = await Promise.all([
+      this.api.get<Workshop>("/api/v1/workshop"),
+      this.api.get<Status>("/api/v1/status"),
+    ]);
+    if (seq !== this.reloadSeq) return;
+    this.workshop = workshop;
+    await this.applyStatus(status, false);
+  }
+
+  private async refreshWorkshop(): Promise<void> {
+    try {
+      this.workshop = await this.api.get<Workshop>("/api/v1/workshop");
+      this.renderHeader();
+    } catch {
+      // Offline handling is in Api's listener.
+    }
+  }
+
+  private async applyStatus(status: Status, refetchWorkshop: boolean): Promise<void> {
+    const before = this.status;
+    this.status = status;
+    if (status.phase === "transitioning") this.movingTo = status.target_step ?? status.current_step;
+    else if (status.phase === "ready" || status.phase === "completed") this.movingTo = null;
+    if (
+      refetchWorkshop &&
+      (!before ||
+        before.current_step !== status.current_step ||
+        before.phase !== status.phase ||
+        before.completed_steps.join() !== status.completed_steps.join())
+    ) {
+      void this.refreshWorkshop();
+    }
+    this.renderHeader();
+    if (status.current_step && status.current_step !== this.step?.id && status.current_step !== this.loadingStep) {
+      await this.loadStep(status.current_step, this.focusOnStepChange);
+    }
+    this.renderPhase();
+    this.renderButtons();
+  }
+
+  private async loadStep(id: string, moveFocus: boolean): Promise<void> {
+    this.loadingStep = id;
+    try {
+      const step = await this.api.get<StepDetail>(`/api/v1/steps/${encodeURIComponent(id)}`);
+      if (this.status && this.status.current_step !== id) return;
+      this.step = step;
+      this.renderStep(moveFocus);
+      void this.restoreHints(step);
+    } finally {
+      if (this.loadingStep === id) this.loadingStep = null;
+    }
+  }
+
+  // ---- Rendering -------------------------------------------------------
+
+  private renderHeader(): void {
+    const w = this.workshop;
+    const s = this.status;
+    if (!w) return;
+    $.title.textContent = w.title;
+    const count = w.steps.length;
+    const index = s ? s.step_index : 0;
+    const done = s ? s.completed_steps.length : w.steps.filter((x) => x.status === "completed").length;
+    $.progressText.textContent =
+      s?.phase === "completed" ? `All ${count} steps done` : `Step ${index + 1} of ${count} · ${done} done`;
+    $.progressBar.setAttribute("aria-valuemax", String(count));
+    $.progressBar.setAttribute("aria-valuenow", String(done));
+    $.progressBar.setAttribute("aria-valuetext", `${done} of ${count} steps completed`);
+    $.progressBar.replaceChildren(
+      ...w.steps.map((x) => {
+        const completed = s ? s.completed_steps.includes(x.id) : x.status === "completed";
+        const seg = el("span", { class: "seg", title: x.title });
+        seg.classList.toggle("done", completed);
+        seg.classList.toggle("current", s ? x.id === s.current_step && s.phase !== "completed" : x.status === "current");
+        return seg;
+      }),
+    );
+    $.stepList.replaceChildren(
+      ...w.steps.map((x, i) => {
+        const current = s ? x.id === s.current_step : x.status === "current";
+        const completed = s ? s.completed_steps.includes(x.id) : x.status === "completed";
+        const locked = x.status === "locked" && !current && !completed;
+        const button = el("button", { type: "button", class: `step-item ${x.status}`, "data-step": x.id }) as HTMLButtonElement;
+        button.classList.toggle("completed", completed);
+        button.classList.toggle("current", current);
+        if (current) button.setAttribute("aria-current", "step");
+        button.disabled = locked;
+        const state = current ? "You are here" : completed ? "Done" : locked ? "Locked" : "";
+        button.append(
+          el("span", { class: "step-mark", "aria-hidden": "true" }, completed ? "✓" : locked ? icon("lock") : String(i + 1)),
+          el("span", { class: "step-name" }, x.title),
+        );
+        if (state) button.append(el("span", { class: "step-state" }, state));
+        button.setAttribute("aria-label", `Step ${i + 1}: ${x.title}${state ? ` (${state})` : ""}`);
+        button.addEventListener("click", () => {
+          this.toggleSteps(false);
+          if (!current) void this.navigate({ action: "jump", step: x.id });
+        });
+        return el("li", {}, button);
+      }),
+    );
+    if (this.step) document.title = `${this.step.title} · ${w.title}`;
+  }
+
+  private renderStep(moveFocus: boolean): void {
+    const step = this.step;
+    if (!step) return;
+    const count = this.workshop?.steps.length ?? this.status?.step_count ?? 0;
+    $.kicker.textContent = count ? `Step ${step.position + 1} of ${count}` : "";
+    $.stepTitle.textContent = step.title;
+    renderMarkdown($.content, step.html, { run: (text) => this.run(text) });
+    // Most steps start with their own title as a heading: don't say it twice.
+    const first = $.content.firstElementChild;
+    if (first && /^H[12]$/.test(first.tagName) && first.textContent?.trim() === step.title.trim()) first.remove();
+    this.hintsShown = 0;
+    $.hintList.replaceChildren();
+    this.renderHints();
+    this.clearResults();
+    if (this.workshop) document.title = `${step.title} · ${this.workshop.title}`;
+    $.scroll.scrollTop = 0;
+    if (moveFocus) {
+      if (narrow.matches) window.scrollTo(0, 0);
+      $.stepTitle.tabIndex = -1;
+      $.stepTitle.focus({ preventScroll: true });
+    }
+  }
+
+  /** The backend is not ready for work: a container swap, or still starting. */
+  private preparing(): boolean {
+    const phase = this.status?.phase;
+    return phase === "transitioning" || phase === "starting";
+  }
+
+  private renderPhase(): void {
+    const phase = this.status?.phase;
+    if (phase === "transitioning" || (phase === "starting" && this.movingTo)) {
+      this.showNote(
+        "Getting the environment for this step ready. This can take a few seconds; the page and the terminal reconnect by themselves.",
+      );
+    } else if (phase === "starting") {
+      this.showNote("The workshop is starting up. This page continues by itself in a moment.");
+    } else $.transitionNote.hidden = true;
+    $.content.classList.toggle("preparing", this.preparing());
+    const completed = phase === "completed";
+    $.completion.hidden = !completed;
+    $.content.hidden = completed;
+    $.kicker.hidden = completed;
+    $.stepTitle.hidden = completed;
+    if (completed) {
+      $.hints.hidden = true;
+      $.results.hidden = true;
+      if (!$.completion.firstChild) {
+        const review = el("button", { type: "button", class: "btn" }, "Review the steps");
+        review.addEventListener("click", (ev) => {
+          ev.stopPropagation();
+          this.toggleSteps(true);
+        });
+        $.completion.append(
+          el("p", { class: "big", "aria-hidden": "true" }, icon("check", "icon big-check")),
+          el("h2", {}, "You finished the workshop!"),
+          el("p", {}, `Well done: you completed all ${this.workshop?.steps.length ?? ""} steps of “${this.workshop?.title ?? "this workshop"}”.`),
+          el("p", { class: "muted" }, "The terminal is still yours to explore. You can close this page whenever you like."),
+          review,
+        );
+      }
+      document.title = `Finished · ${this.workshop?.title ?? "Workshop"}`;
+    } else {
+      $.completion.replaceChildren();
+      this.renderHints();
+    }
+  }
+
+  private showNote(text: string): void {
+    $.transitionNote.replaceChildren(el("span", { class: "spinner", "aria-hidden": "true" }), el("span", {}, text));
+    $.transitionNote.hidden = false;
+  }
+
+  private renderButtons(): void {
+    const step = this.step;
+    const phase = this.status?.phase;
+    const blocked = this.busy || this.offline || this.preparing() || !step;
+    $.prev.disabled = blocked || !step?.previous;
+    $.next.disabled = blocked || phase === "completed";
+    $.next.textContent = step && !step.next ? "Finish" : "Next";
+    $.next.hidden = phase === "completed";
+    $.check.hidden = !step || step.validation.rules <= 0 || phase === "completed";
+    if ($.check.getAttribute("aria-busy") !== "true") $.check.disabled = blocked;
+    $.termNew.disabled = !this.terms.canAdd;
+  }
+
+  // ---- Hints -----------------------------------------------------------
+
+  private renderHints(): void {
+    const total = this.step?.hints ?? 0;
+    $.hints.hidden = total === 0 || this.status?.phase === "completed";
+    $.hintButton.hidden = this.hintsShown >= total;
+    $.hintButton.replaceChildren(
+      icon("bulb"),
+      this.hintsShown === 0 ? `Stuck? Show a hint (1 of ${total})` : `Show the next hint (${this.hintsShown + 1} of ${total})`,
+    );
+  }
+
+  private addHint(hint: Hint, position: number): HTMLElement {
+    const body = el("div", { class: "markdown" });
+    renderMarkdown(body, hint.html, { run: (text) => this.run(text) });
+    const node = el("div", { class: "hint" }, el("p", { class: "hint-label" }, `Hint ${position}`), body);
+    $.hintList.append(node);
+    return node;
+  }
+
+  private async revealHint(): Promise<void> {
+    const step = this.step;
+    if (!step || this.hintsShown >= step.hints) return;
+    $.hintButton.disabled = true;
+    try {
+      const hint = await this.api.get<Hint>(`/api/v1/steps/${encodeURIComponent(step.id)}/hints/${this.hintsShown}`);
+      if (this.step !== step) return;
+      this.hintsShown++;
+      this.addHint(hint, this.hintsShown).scrollIntoView({ block: "nearest" });
+      this.renderHints();
+    } catch (err) {
+      if (err instanceof ApiError) this.toast(err.message);
+    } finally {
+      $.hintButton.disabled = false;
+    }
+  }
+
+  /** Show again the hints revealed before a reload. */
+  private async restoreHints(step: StepDetail): Promise<void> {
+    if (step.hints === 0) return;
+    try {
+      const progress = await this.api.get<{ steps: ProgressEntry[] }>("/api/v1/progress");
+      const entry = progress.steps.find((x) => x.step === step.id);
+      const count = Math.min(entry?.hints_revealed ?? 0, step.hints);
+      for (let i = this.hintsShown; i < count; i++) {
+        const hint = await this.api.get<Hint>(`/api/v1/steps/${encodeURIComponent(step.id)}/hints/${i}`);
+        if (this.step !== step || this.hintsShown !== i) return;
+        this.hintsShown++;
+        this.addHint(hint, this.hintsShown);
+      }
+      this.renderHints();
+    } catch {
+      // Hints are a nicety: the button still works.
+    }
+  }
+
+  // ---- Check and results ----------------------------------------------
+
+  private async runCheck(): Promise<void> {
+    const step = this.step;
+    if (!step) return;
+    $.check.disabled = true;
+    $.check.setAttribute("aria-busy", "true");
+    $.check.textContent = "Checking…";
+    try {
+      const result = await this.api.post<ValidationResult>(`/api/v1/steps/${encodeURIComponent(step.id)}/validation`);
+      if (this.step === step) this.showResults(result, null);
+      void this.refreshStatus();
+    } catch (err) {
+      if (err instanceof ApiError) this.showProblem(err.message);
+    } finally {
+      $.check.removeAttribute("aria-busy");
+      $.check.textContent = "Check";
+      this.renderButtons();
+    }
+  }
+
+  private clearResults(): void {
+    this.resultsShown = false;
+    $.results.hidden = true;
+    $.results.replaceChildren();
+    $.results.className = "results";
+  }
+
+  private showProblem(message: string): void {
+    this.resultsShown = false;
+    $.results.className = "results failed";
+    const close = el("button", { type: "button", class: "btn-icon results-close", "aria-label": "Hide this message" }, "×");
+    close.addEventListener("click", () => this.clearResults());
+    $.results.replaceChildren(el("p", { class: "results-head" }, message, close));
+    $.results.hidden = false;
+  }
+
+  private showResults(result: ValidationResult, intro: string | null): void {
+    this.resultsShown = true;
+    const failing = result.results.filter((r) => !r.passed).length;
+    const total = result.results.length;
+    $.results.className = `results ${result.passed ? "passed" : "failed"}`;
+    const head = el(
+      "h2",
+      { class: "results-head" },
+      result.passed
+        ? "✓ All checks passed"
+        : total === 1
+          ? "Not done yet"
+          : `Not done yet: ${failing} of ${total} checks still need work`,
+    );
+    const parts: HTMLElement[] = [head];
+    const sub = result.passed
+      ? this.step?.next
+        ? "Well done! Press Next to continue."
+        : "Well done! Press Finish to complete the workshop."
+      : (intro ?? "Fix what is marked ✗ below, then press Check again.");
+    parts.push(el("p", { class: "results-sub" }, sub));
+    const list = el("ul", { class: "rule-list" });
+    for (const r of result.results) {
+      const item = el("li", { class: `rule ${r.passed ? "pass" : "fail"}`, "data-rule": r.id });
+      item.append(
+        el("span", { class: "rule-mark", "aria-hidden": "true" }, r.passed ? "✓" : "✗"),
+        el(
+          "p",
+          { class: "rule-msg" },
+          el("span", { class: "sr-only" }, r.passed ? "Passed: " : "Not yet: "),
+          r.message || (r.passed ? `Check “${r.id}” passed` : `Check “${r.id}” is not satisfied yet`),
+        ),
+      );
+      if (r.detail) {
+        const details = el("details", {}, el("summary", {}, "Details"), el("pre", {}, r.detail));
+        item.append(details);
+      }
+      list.append(item);
+    }
+    parts.push(list);
+    const close = el("button", { type: "button", class: "btn-icon results-close", "aria-label": "Hide the check results" }, "×");
+    close.addEventListener("click", () => this.clearResults());
+    head.append(close);
+    $.results.replaceChildren(...parts);
+    $.results.hidden = false;
+    $.results.scrollTop = 0;
+    if (narrow.matches) $.results.scrollIntoView({ block: "nearest" });
+  }
+
+  private async refreshStatus(): Promise<void> {
+    try {
+      await this.applyStatus(await this.api.get<Status>("/api/v1/status"), true);
+    } catch {
+      // Offline handling is in Api's listener.
+    }
+  }
+
+  // ---- Navigation ------------------------------------------------------
+
+  private async navigate(body: { action: string; step?: string }): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    this.renderButtons();
+    const button = body.action === "previous" ? $.prev : body.action === "jump" ? null : $.next;
+    button?.setAttribute("aria-busy", "true");
+    try {
+      const status = await this.api.post<Status>("/api/v1/navigation", body);
+      this.busy = false;
+      this.focusOnStepChange = true;
+      await this.applyStatus(status, true);
+    } catch (err) {
+      if (err instanceof ApiError) {
+        const validation = err.body.validation as ValidationResult | undefined;
+        if (err.code === "step_not_completed" && validation) {
+          this.showResults(validation, "Finish these first, then press Next again.");
+        } else this.toast(err.message);
+      }
+    } finally {
+      this.busy = false;
+      this.focusOnStepChange = false;
+      button?.removeAttribute("aria-busy");
+      this.renderButtons();
+    }
+  }
+
+  private toggleSteps(open?: boolean): void {
+    const show = open ?? $.stepPanel.hidden;
+    $.stepPanel.hidden = !show;
+    $.stepsToggle.setAttribute("aria-expanded", String(show));
+    if (show) $.stepList.querySelector<HTMLButtonElement>("[aria-current] , button:not(:disabled)")?.focus();
+  }
+
+  // ---- Terminal actions ------------------------------------------------
+
+  private run(text: string): void {
+    if (this.preparing()) {
+      this.toast("The environment for this step is still being prepared; try again in a moment.");
+      return;
+    }
+    this.terms.type(text);
+    if (narrow.matches) byId("terminal-pane").scrollIntoView({ block: "nearest", behavior: "smooth" });
+  }
+
+  // ---- Live updates and reconnection ----------------------------------
+
+  private openEvents(): void {
+    window.clearTimeout(this.eventsTimer);
+    this.events?.close();
+    const events = new EventSource("/api/v1/events", { withCredentials: true });
+    this.events = events;
+    const parse = (ev: MessageEvent): unknown => {
+      try {
+        return JSON.parse(String(ev.data));
+      } catch {
+        return null;
+      }
+    };
+    events.addEventListener("status", (ev) => {
+      const status = parse(ev as MessageEvent) as Status | null;
+      if (status && typeof status.phase === "string") void this.applyStatus(status, true).catch(() => undefined);
+    });
+    events.addEventListener("validation", (ev) => {
+      const result = parse(ev as MessageEvent) as ValidationResult | null;
+      if (!result || !this.step || result.step !== this.step.id) return;
+      // Watched checks: update results the student is looking at, and say so
+      // when the step completes by itself.
+      if (this.resultsShown || result.passed) this.showResults(result, null);
+      if (result.passed) void this.refreshStatus();
+    });
+    events.addEventListener("terminal", () => {
+      this.terms.reconnectAll();
+    });
+    events.onopen = () => {
+      this.eventsAttempt = 0;
+    };
+    events.onerror = () => {
+      if (this.events !== events) return;
+      events.close();
+      this.events = null;
+      void this.afterEventsError();
+    };
+  }
+
+  /**
+   * The event stream broke. If the backend still (or again) answers, catch
+   * up on what the stream may have missed and reopen it after a backoff;
+   * otherwise the backend is gone: reconnect.
+   */
+  private async afterEventsError(): Promise<void> {
+    if (this.offline || this.authFailed) return;
+    let answers = false;
+    try {
+      const response = await fetch("/api/v1/status", { credentials: "same-origin", cache: "no-store" });
+      if (response.status === 401) {
+        this.showAuthPage();
+        return;
+      }
+      answers = response.ok;
+    } catch {
+      answers = false;
+    }
+    if (!answers) {
+      this.lostBackend();
+      return;
+    }
+    try {
+      await this.reload();
+    } catch {
+      return; // lostBackend() already took over
+    }
+    this.terms.reconnectAll();
+    const delay = Math.min(1000 * 2 ** this.eventsAttempt, 15000);
+    this.eventsAttempt++;
+    window.clearTimeout(this.eventsTimer);
+    this.eventsTimer = window.setTimeout(() => {
+      if (!this.offline && !this.authFailed && !this.events) this.openEvents();
+    }, delay);
+  }
+
+  /** A terminal dropped: if the backend itself is gone, show it. */
+  private checkBackend(): void {
+    if (this.offline || this.authFailed) return;
+    void this.probe(false);
+  }
+
+  private lostBackend(): void {
+    if (this.offline || this.authFailed) return;
+    this.offline = true;
+    this.events?.close();
+    this.events = null;
+    this.probeAttempt = 0;
+    this.renderButtons();
+    // Say nothing for a blip that the first probe fixes.
+    window.clearTimeout(this.bannerTimer);
+    this.bannerTimer = window.setTimeout(() => this.showOfflineBanner(), 700);
+    window.clearTimeout(this.probeTimer);
+    this.probeTimer = window.setTimeout(() => void this.probe(true), 150);
+  }
+
+  private showOfflineBanner(): void {
+    if (!this.offline) return;
+    $.bannerText.textContent =
+      this.movingTo || this.status?.phase === "transitioning"
+        ? "Preparing the environment for the next step… the page continues by itself."
+        : "Lost the connection to the workshop. Reconnecting… (no need to reload the page)";
+    $.banner.hidden = false;
+  }
+
+  private async probe(retry: boolean): Promise<void> {
+    let status: Status;
+    try {
+      const response = await fetch("/api/v1/status", { credentials: "same-origin", cache: "no-store" });
+      if (response.status === 401) {
+        this.showAuthPage();
+        return;
+      }
+      if (!response.ok) throw new NetworkError(String(response.status));
+      status = (await response.json()) as Status;
+    } catch {
+      if (!retry) {
+        this.lostBackend();
+        return;
+      }
+      const delay = Math.min(400 * 2 ** this.probeAttempt, 5000) * (0.8 + Math.random() * 0.4);
+      this.probeAttempt++;
+      window.clearTimeout(this.probeTimer);
+      this.probeTimer = window.setTimeout(() => void this.probe(true), delay);
+      return;
+    }
+    if (!retry) return; // The backend answers: the terminal reconnects on its own.
+    if (status.phase === "starting") {
+      // A backend answers but is not ready yet (working copy, ttyd): wait.
+      this.probeAttempt = Math.min(this.probeAttempt, 3);
+      const delay = 400 * 2 ** this.probeAttempt++;
+      window.clearTimeout(this.probeTimer);
+      this.probeTimer = window.setTimeout(() => void this.probe(true), delay);
+      return;
+    }
+    // A backend answers again (the same one, or the next step's container).
+    this.offline = false;
+    window.clearTimeout(this.bannerTimer);
+    $.banner.hidden = true;
+    this.status = status;
+    try {
+      await this.reload();
+    } catch (err) {
+      if (err instanceof NetworkError) return;
+    }
+    this.openEvents();
+    this.terms.reconnectAll();
+    this.renderButtons();
+  }
+
+  private showAuthPage(): void {
+    if (this.authFailed) return;
+    this.authFailed = true;
+    this.events?.close();
+    this.events = null;
+    window.clearTimeout(this.probeTimer);
+    for (const tab of [...this.terms.tabs]) tab.dispose();
+    $.app.hidden = true;
+    $.authPage.hidden = false;
+    document.title = "Access token needed";
+  }
+
+  private toast(message: string): void {
+    const node = el("div", { class: "toast", role: "alert" }, message);
+    document.body.append(node);
+    window.setTimeout(() => node.remove(), 6000);
+  }
+}
+
+new App().start();
