@@ -16,7 +16,7 @@ from typing import Any
 
 from treq.client import HTTPClient
 from twisted.internet import reactor as global_reactor
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 
 LISTENING = re.compile(r"listening on (http://\S+/)")
+READY = re.compile(r"ready: step (\S+)")
 LOGIN = re.compile(r"open (http://\S+\?token=\S+) to start")
 
 
@@ -50,6 +51,8 @@ class Daemon(ProcessProtocol):
         self.url: str | None = None
         self.login_url: str | None = None
         self.listening: Deferred[str] = Deferred()
+        self.ready_step: str | None = None
+        self._ready_waiters: list[Deferred[str]] = []
         self.ended: Deferred[int | None] = Deferred()
         self.exit_code: int | None = None
         self.pid: int | None = None
@@ -65,10 +68,26 @@ class Daemon(ProcessProtocol):
         login = LOGIN.search(text)
         if login and self.login_url is None:
             self.login_url = login.group(1)
+        ready = READY.search(text)
+        if ready and self.ready_step is None:
+            self.ready_step = ready.group(1)
+            waiters, self._ready_waiters = self._ready_waiters, []
+            for waiter in waiters:
+                waiter.callback(self.ready_step)
         match = LISTENING.search(text)
         if match and self.url is None:
             self.url = match.group(1)
             self.listening.callback(self.url)
+
+    def when_ready(self) -> Deferred[str]:
+        """Fires with the current step once the daemon logs "ready" (the event, not a poll)."""
+        if self.ready_step is not None:
+            return succeed(self.ready_step)
+        if self.ended.called:
+            return fail(RuntimeError(f"daemon ended before ready: {self.output!r} {self.errors!r}"))
+        waiter: Deferred[str] = Deferred()
+        self._ready_waiters.append(waiter)
+        return waiter
 
     def errReceived(self, data: bytes) -> None:
         """Keep stderr."""

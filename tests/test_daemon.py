@@ -18,6 +18,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.http_headers import Headers
 
+import workshop_backend
 from tests import daemon as d
 from tests import distributions
 from tests.distributions import StepDef, file_rule
@@ -115,7 +116,9 @@ class DaemonTests(TestCase):
         """Serve, fail then pass a real check, crash (SIGKILL), resume, stop cleanly with no ttyd left."""
         daemon = self.spawn()
         url = await daemon.listening
-        await d.wait_ready(url)
+        self.assertEqual(await daemon.when_ready(), "intro")
+        response = await d.http().get(url + "readyz")
+        self.assertEqual((response.code, await response.json()), (200, {"status": "ready"}))
         self.assertEqual((await self.api(url, "GET", "/api/v1/status"))[1]["phase"], "ready")
         unauth = await d.http().get(url + "api/v1/status")
         self.assertEqual(unauth.code, 401)
@@ -187,9 +190,13 @@ class DaemonTests(TestCase):
         twistd = d.twistd_command()
         if not Path(twistd[0]).exists():
             raise SkipTest("no twistd next to this Python")
+        # twistd finds plugins in twisted/plugins/ folders on sys.path: put this
+        # source tree there too (an editable install does not expose it).
+        source = Path(workshop_backend.__file__).resolve().parent.parent
+        env = {**self.env, "PYTHONPATH": os.pathsep.join(filter(None, [str(source), self.env.get("PYTHONPATH")]))}
         daemon = d.start(
             ["--distribution", str(self.dist), "--state-dir", str(self.state), "--listen", "tcp:0:interface=127.0.0.1"],
-            env=self.env,
+            env=env,
             cwd=str(self.work),
             command=twistd,
         )

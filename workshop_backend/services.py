@@ -89,18 +89,65 @@ class BackendService(MultiService):
             self.reactor.stop()
 
 
+class Readiness:
+    """Whether the daemon can serve a student, why not, and a log line on each change.
+
+    Ready means the working copy is open and ttyd answers (contract section
+    4, ``/readyz``).  Operators and tests wait for the "ready" line rather
+    than polling.
+    """
+
+    log = Logger()
+
+    def __init__(self, runtime: WorkshopRuntime, terminal: Any, missing_ttyd: str | None = None) -> None:
+        self.runtime = runtime
+        self.terminal = terminal
+        self.missing_ttyd = missing_ttyd
+        self._last: bool | None = None
+
+    def __call__(self) -> tuple[bool, str]:
+        """(ready, reason)."""
+        if not self.runtime.ready:
+            return False, "the working copy is not open yet"
+        if not self.terminal.is_ready():
+            reason = self.terminal.reason or self.missing_ttyd or f"the terminal is {self.terminal.state}"
+            return False, str(reason)
+        return True, "ready"
+
+    def changed(self, *_: object) -> None:
+        """Log when readiness turns on or off."""
+        ready, reason = self()
+        if ready == self._last:
+            return
+        if ready:
+            status = self.runtime.status()
+            self.log.info(
+                "ready: step {step} ({phase})", step=status["current_step"], phase=status["phase"], ready=True
+            )
+        elif self._last:
+            self.log.warn("not ready: {reason}", reason=reason, ready=False)
+        self._last = ready
+
+
 class WorkingCopyService(Service):
     """Makes or reopens the working copy (in a thread), then opens the runtime."""
 
     log = Logger()
 
     def __init__(
-        self, settings: Settings, runtime: WorkshopRuntime, reactor: Any, *, on_fatal: Callable[[str], None]
+        self,
+        settings: Settings,
+        runtime: WorkshopRuntime,
+        reactor: Any,
+        *,
+        on_fatal: Callable[[str], None],
+        on_opened: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
         self.reactor = reactor
         self.on_fatal = on_fatal
+        self.on_opened = on_opened
         self.store: Store | None = None
         self.opened: Deferred[None] | None = None
 
@@ -132,6 +179,7 @@ class WorkingCopyService(Service):
             )
         self.store = Store(copy.path)
         await self.runtime.open(self.store)
+        self.on_opened()
         # Render every step in a thread now, not in front of the first student request.
         warm = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.runtime.warm)
         warm.addErrback(lambda f: self.log.failure("rendering the steps failed", f))

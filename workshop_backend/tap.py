@@ -25,7 +25,7 @@ from workshop_backend.events import EventHub, EventStreamResource
 from workshop_backend.render import render_hint, render_markdown
 from workshop_backend.runtime import WorkshopRuntime
 from workshop_backend.security import Guard, content_security_policy
-from workshop_backend.services import BackendService, ListenService, WorkingCopyService
+from workshop_backend.services import BackendService, ListenService, Readiness, WorkingCopyService
 from workshop_backend.site import GuardedResource, index_loader, make_site, static_resource
 from workshop_backend.supervisor import TtydSupervisor
 from workshop_backend.ttydbin import TtydNotFound, find_ttyd
@@ -144,12 +144,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     supervisor.add_listener(terminal_changed)
 
-    def readiness() -> tuple[bool, str]:
-        if not runtime.ready:
-            return False, "the working copy is not open yet"
-        if not supervisor.is_ready():
-            return False, supervisor.reason or missing_ttyd or f"the terminal is {supervisor.state}"
-        return True, "ready"
+    readiness = Readiness(runtime, supervisor, missing_ttyd)
+    supervisor.add_listener(readiness.changed)
 
     events = EventStreamResource(hub, reactor, initial=lambda: [("status", runtime.status())] if runtime.ready else [])
     guard = Guard(
@@ -172,7 +168,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     backend = BackendService(settings, reactor)
     backend.on_stop.append(validator.stop)
-    WorkingCopyService(settings, runtime, reactor, on_fatal=backend.fail).setServiceParent(backend)
+    WorkingCopyService(settings, runtime, reactor, on_fatal=backend.fail, on_opened=readiness.changed).setServiceParent(
+        backend
+    )
     supervisor.setServiceParent(backend)
     # After the supervisor: stopped before it, so browsers get 1001 while ttyd still runs.
     terminal.bridge.setServiceParent(backend)
