@@ -7,8 +7,10 @@ with the URL, the process's end) and bounded readiness polls, never sleeps.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 
 import workshop_backend
@@ -164,10 +167,23 @@ class DaemonTests(TestCase):
         html = await page.text()
         self.assertEqual(page.code, 200)
         self.assertIn("<html", html.lower())
-        for asset in __import__("re").findall(r'/static/[^"\']+', html):
+        assets = re.findall(r'/static/[^"\']+', html)
+        self.assertTrue(assets)
+        for asset in assets:
             response = await d.http().get(url + asset.lstrip("/"))
-            await response.content()
+            plain = await response.content()
             self.assertEqual(response.code, 200, asset)
+            self.assertIn("immutable", response.headers.getRawHeaders("cache-control")[0])
+            if asset.endswith((".js", ".css")):
+                # A bare Agent: treq would decode the body and drop the header.
+                agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+                packed = await agent.request(
+                    b"GET", (url + asset.lstrip("/")).encode(), Headers({"Accept-Encoding": ["gzip"]})
+                )
+                body = await readBody(packed)
+                self.assertEqual(packed.headers.getRawHeaders("content-encoding"), ["gzip"])
+                self.assertEqual(gzip.decompress(body), plain)
+                self.assertLess(len(body), len(plain))
         self.assertNotIn(TOKEN.encode(), daemon.output)
 
     async def test_generated_token_logged_once(self) -> None:
