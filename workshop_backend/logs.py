@@ -27,6 +27,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 SCALARS = (str, int, float, bool, type(None))
+#: Twisted logs these at info for every terminal and every http/port check.
+NOISE = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})
 
 
 class _Clock:
@@ -67,7 +69,7 @@ class LineObserver:
 
     def __call__(self, event: LogEvent) -> None:
         """Format and write one event (below the level: nothing)."""
-        if event.get("log_level", LogLevel.info) < self.level:
+        if event.get("log_level", LogLevel.info) < self.level or event.get("log_format") in NOISE:
             return
         line = self.json_line(event) if self.json_lines else self.text_line(event)
         self.out.write(line + "\n")

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from workshop_backend.errors import ApiError, not_ready
+from workshop_backend.metrics import MetricsSink, NullMetrics
 from workshop_backend.model import Step, Workshop
 from workshop_backend.navigation import NavigationError, Position, arrive, parse_action, plan, resume, step_statuses
 from workshop_backend.store import Store
@@ -93,6 +94,7 @@ class WorkshopRuntime:
         checker: Checker | None = None,
         terminal: Terminal | None = None,
         watch_active: Callable[[], bool] = lambda: True,
+        metrics: MetricsSink | None = None,
     ) -> None:
         self.workshop = workshop
         self.container_step = workshop.step(container_step) or workshop.steps[0]
@@ -101,6 +103,7 @@ class WorkshopRuntime:
         self.checker = checker
         self.terminal: Terminal = terminal or _NoTerminal()
         self.watch_active = watch_active
+        self.metrics: MetricsSink = metrics if metrics is not None else NullMetrics()
         self._render = render
         self._render_hint = render_hint or (lambda text, index: render(text))
         self._html: dict[tuple[str, int], str] = {}
@@ -290,10 +293,12 @@ class WorkshopRuntime:
             try:
                 move = plan(self.workshop, position, action, step_id)
             except NavigationError as e:
+                self._refused(action, e.code)
                 raise ApiError(e.status, e.code, e.message) from None
             if move.gate is not None:
                 result = await self.validate(move.gate.id, "gate")
                 if not result.passed:
+                    self._refused(action, "step_not_completed")
                     raise ApiError(
                         409,
                         "step_not_completed",
@@ -323,6 +328,7 @@ class WorkshopRuntime:
                 to_step=new.current,
                 phase=new.phase,
             )
+            self.metrics.navigation(action)
             self._rewatch()
             # The answer and the event describe this move, whatever comes next.
             status = self.status()
@@ -330,6 +336,10 @@ class WorkshopRuntime:
         finally:
             self._lock.release()
         return status
+
+    def _refused(self, action: str, code: str) -> None:
+        self.log.info("navigation {action} refused: {code}", action=action, code=code)
+        self.metrics.navigation(action, ok=False)
 
     # -- validation -------------------------------------------------------------------
 
@@ -381,6 +391,7 @@ class WorkshopRuntime:
             verdict="passed" if result.passed else "failed",
             passed=result.passed,
         )
+        self.metrics.validation(step.id, result.passed, float(body["duration_ms"]) / 1000, trigger)
         self.hub.publish("validation", body)
         position = self.position
         if result.passed and position is not None and step.id not in position.completed:

@@ -37,6 +37,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from workshop_backend.errors import JSON_TYPE, encode
+from workshop_backend.metrics import MetricsSink, NullMetrics, route_of
 from workshop_backend.security import TOKEN_PAGE, Guard
 
 BODY_MAX = 1024 * 1024
@@ -346,8 +347,9 @@ class WorkshopSite(server.Site):
 
     noisy = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, metrics: MetricsSink | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.metrics: MetricsSink = metrics if metrics is not None else NullMetrics()
         # An instance attribute: a Logger on the class is a descriptor that
         # would rename itself after the class ("workshop_backend.site.WorkshopSite").
         self.access = Logger(namespace="workshop_backend.access", source=self)
@@ -355,14 +357,18 @@ class WorkshopSite(server.Site):
     def log(self, request: Any) -> None:
         """One event per request: method, path, status, duration, bytes."""
         started = getattr(request, "started", 0.0)
+        seconds = time.monotonic() - started if started else 0.0
+        method = request.method.decode("latin-1")
+        path = request.path.decode("latin-1")
         self.access.info(
             "{method} {path} {status} {duration_ms:.1f} ms",
-            method=request.method.decode("latin-1"),
-            path=request.path.decode("latin-1"),
+            method=method,
+            path=path,
             status=request.code,
-            duration_ms=(time.monotonic() - started) * 1000 if started else 0.0,
+            duration_ms=seconds * 1000,
             bytes=request.sentLength,
         )
+        self.metrics.observe_request(route_of(path), request.code, seconds, method)
 
 
 def make_site(
@@ -372,6 +378,7 @@ def make_site(
     request_timeout: float | None = REQUEST_TIMEOUT,
     idle_timeout: float | None = IDLE_TIMEOUT,
     reactor: IReactorTime | None = None,
+    metrics: MetricsSink | None = None,
 ) -> server.Site:
     """The Site: limited requests and channels, no version header, deadlines.
 
@@ -385,7 +392,7 @@ def make_site(
         made.idle_timeout = idle_timeout
         return made
 
-    site = WorkshopSite(resource, requestFactory=LimitedRequest, timeout=timeout, reactor=reactor)
+    site = WorkshopSite(resource, requestFactory=LimitedRequest, timeout=timeout, reactor=reactor, metrics=metrics)
     site.protocol = channel  # type: ignore[assignment]
     site.displayTracebacks = False
     return site

@@ -18,10 +18,12 @@ from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from workshop_backend import __version__
 from workshop_backend.api import Api
 from workshop_backend.bridge import make_terminal_resource
 from workshop_backend.config import Settings, resolve
 from workshop_backend.events import EventHub, EventStreamResource
+from workshop_backend.metrics import Metrics, MetricsListenService, MetricsSink, NullMetrics
 from workshop_backend.render import render_hint, render_markdown
 from workshop_backend.runtime import WorkshopRuntime
 from workshop_backend.security import Guard, content_security_policy
@@ -71,6 +73,13 @@ class Options(usage.Options):
             "default: generated and logged once as a URL].",
         ],
         ["log-format", None, None, "'text' or 'json' (one JSON object per line) [WORKSHOP_LOG_FORMAT]."],
+        [
+            "metrics-listen",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this endpoint, never the student's "
+            "[WORKSHOP_METRICS_LISTEN; default off].",
+        ],
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
@@ -123,6 +132,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         cwd=settings.workdir,
         env=environ,
     )
+    # Metrics only with --metrics-listen (prometheus_client is imported then).
+    prometheus: Metrics | None = None
+    if settings.metrics_listen is not None:
+        info = {"version": __version__, "workshop": workshop.id, "workshop_version": workshop.version}
+        prometheus = Metrics({**info, "step": settings.step})
+    metrics: MetricsSink = prometheus if prometheus is not None else NullMetrics()
+    supervisor.add_listener(metrics.terminal_status)
     hub = EventHub()
     validator = Validator(reactor, cwd=settings.workdir, env=environ)
     runtime = WorkshopRuntime(
@@ -135,6 +151,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         checker=validator,
         terminal=supervisor,
         watch_active=lambda: hub.subscriber_count > 0,
+        metrics=metrics,
     )
 
     def terminal_changed(status: dict[str, Any]) -> None:
@@ -155,6 +172,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         allowed_origins=settings.allowed_origins,
     )
     terminal = make_terminal_resource(supervisor, reactor, check_handshake=guard.check_handshake)
+    if prometheus is not None:
+        prometheus.count_open_terminals(lambda: len(terminal.bridge.connections))
     index = index_loader()
     api = Api(
         runtime,
@@ -164,7 +183,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         terminal=terminal,
         events=events,
     )
-    site = make_site(GuardedResource(api.resource(), guard, content_security_policy(settings.allowed_origins)))
+    site = make_site(
+        GuardedResource(api.resource(), guard, content_security_policy(settings.allowed_origins)), metrics=metrics
+    )
 
     backend = BackendService(settings, reactor)
     backend.on_stop.append(validator.stop)
@@ -177,4 +198,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     ListenService(serverFromString(reactor, settings.listen), site, settings, on_fatal=backend.fail).setServiceParent(
         backend
     )
+    if prometheus is not None and settings.metrics_listen is not None:
+        MetricsListenService(
+            serverFromString(reactor, settings.metrics_listen),
+            prometheus,
+            on_fatal=backend.fail,
+            description=str(settings.metrics_listen),
+        ).setServiceParent(backend)
     return backend

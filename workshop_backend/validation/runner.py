@@ -307,6 +307,9 @@ class Validator:
         with self._deadline(d, rule.timeout) as deadline:
             try:
                 return await d
+            except NotImplementedError:
+                # A build without TLS (the lean bundle): Twisted's agent cannot speak https.
+                return HttpOutcome(error="https:// cannot be checked: this build has no TLS support")
             except _HTTP_ERRORS as e:
                 if deadline.expired:
                     return HttpOutcome(timed_out=True)
