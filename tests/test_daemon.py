@@ -65,6 +65,13 @@ async def gone(pids: list[int], timeout: float = 10.0) -> bool:
     return False
 
 
+def free_port() -> int:
+    """A loopback port that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class DaemonTests(TestCase):
     """End to end through the console script."""
 
@@ -223,6 +230,21 @@ class DaemonTests(TestCase):
         # twistd ends by re-raising the SIGTERM it got (no exit code); our console script exits 0.
         self.assertIn(await d.stop(daemon), (0, None))
         self.assertNotIn(b"Traceback", daemon.output + daemon.errors)
+
+    async def test_metrics_endpoint(self) -> None:
+        """--metrics-listen serves /metrics on its own port, without a token; the student's port does not."""
+        metrics_port = free_port()
+        daemon = self.spawn("--metrics-listen", f"tcp:{metrics_port}:interface=127.0.0.1")
+        url = await daemon.listening
+        await daemon.when_ready()
+        await self.api(url, "POST", "/api/v1/navigation", {"action": "next"})
+        response = await d.http().get(f"http://127.0.0.1:{metrics_port}/metrics")
+        text = await response.text()
+        self.assertEqual(response.code, 200)
+        self.assertIn("workshop_backend", text)
+        self.assertIn('action="next"', text)
+        code, _ = await self.api(url, "GET", "/metrics")
+        self.assertEqual(code, 404)
 
     async def test_port_taken(self) -> None:
         """A port that is taken: exit 1 with one line that says so."""
