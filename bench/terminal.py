@@ -253,7 +253,7 @@ def serve(state_dir: str) -> None:
         shell=SHELL,
         state_dir=Path(state_dir),
         cwd=state_dir,
-        env=dict(os.environ),
+        env={**os.environ, "HOME": state_dir},  # login shells must not run the user's ~/.profile
     )
     bridge = TerminalBridge(supervisor, reactor)
     root = Resource()
@@ -319,7 +319,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="wb-bench-"))
     direct_sock = str(work / "direct.sock")
     direct_port = free_port()
-    ttyd_env = dict(os.environ, TERM="xterm-256color")
+    # A private HOME: a login shell must not run the user's ~/.profile (pyenv's
+    # rehash in it takes a lock that a killed shell leaves behind).
+    ttyd_env = dict(os.environ, TERM="xterm-256color", HOME=str(work))
     ttyd_args = ["-W", "-P", "60", "-T", "xterm-256color"]
     direct: list[subprocess.Popen[bytes]] = [
         subprocess.Popen(

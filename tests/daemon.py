@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,7 @@ class Daemon(ProcessProtocol):
         self.ended: Deferred[int | None] = Deferred()
         self.exit_code: int | None = None
         self.pid: int | None = None
+        self.home: str | None = None
 
     def connectionMade(self) -> None:
         """Remember the pid."""
@@ -100,6 +103,8 @@ class Daemon(ProcessProtocol):
             self.exit_code = value.exitCode
         if not self.listening.called:
             self.listening.errback(RuntimeError(f"daemon ended before listening: {self.output!r} {self.errors!r}"))
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
         self.ended.callback(self.exit_code)
 
     def signal(self, name: str) -> None:
@@ -131,6 +136,9 @@ def start(
     daemon = Daemon()
     environ = dict(os.environ if env is None else env)
     environ.setdefault("PYTHONUNBUFFERED", "1")
+    # A private HOME: the terminals' login shells must not run this machine's
+    # ~/.profile (pyenv's rehash there takes a lock a killed shell leaves behind).
+    daemon.home = environ["HOME"] = tempfile.mkdtemp(prefix="wb-test-home-")
     command = list(command or backend_command())
     reactor.spawnProcess(daemon, command[0], [*command, *args], env=environ, path=cwd)
     return daemon

@@ -419,6 +419,9 @@ class BrowserProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         self._pending.append((payload, isBinary))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.close_code is None and not self._gone:
+            # The browser went away (tab closed, network gone): one event, as for our closes.
+            log.info("terminal closed by the browser: {code}", code=code, clean=wasClean, peer=self.peer)
         self._gone = True
         self._pending.clear()
         if self.bridge is not None:

@@ -97,6 +97,13 @@ class Options(usage.Options):
         """An extra allowed origin (an LMS embedding the page), repeatable [WORKSHOP_ALLOWED_ORIGINS]."""
         self.allowed_origins.append(value)
 
+    # usage.Options shows these methods' docstrings as help; the bundle runs
+    # with -OO, which strips docstrings, so say it again as plain strings.
+    opt_allowed_host.__doc__ = "Host header allowlist, repeatable; '*' allows any [WORKSHOP_ALLOWED_HOSTS, comma list]."
+    opt_allowed_origin.__doc__ = (
+        "An extra allowed origin (an LMS embedding the page), repeatable [WORKSHOP_ALLOWED_ORIGINS]."
+    )
+
     def postOptions(self) -> None:
         """Check everything now: a bad start must stop before anything listens."""
         self.settings = resolve(
