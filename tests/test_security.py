@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from treq.testing import StubTreq
-from twisted.internet import reactor
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.usage import UsageError
@@ -1149,10 +1148,7 @@ class DaemonSecurityTests(TestCase):
         """A generated token appears once, as the login URL; logins and API calls do not log it again."""
         daemon = self.start()
         url = await daemon.listening
-        for _ in range(100):  # the login line follows the listening line, maybe in a later chunk
-            if daemon.login_url is not None:
-                break
-            await deferLater(reactor, 0.05, lambda: None)
+        await daemon.when_ready()  # the login line comes before the ready line
         self.assertIsNotNone(daemon.login_url)
         token = str(daemon.login_url).split("?token=", 1)[1]
         self.assertEqual(daemon.login_url, f"{url}?token={token}")
@@ -1193,6 +1189,7 @@ class DaemonSecurityTests(TestCase):
         """200 idle and half-open connections, then a normal request: still 200; handshakes still guarded."""
         daemon = self.start(env={"WORKSHOP_TOKEN": TOKEN})
         url = await daemon.listening
+        await daemon.when_ready()
         port = int(url.rsplit(":", 1)[1].strip("/"))
         sockets: list[socket.socket] = []
 

@@ -10,6 +10,7 @@ fault at run time exits 1, SIGTERM/SIGINT stop cleanly with 0.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -50,6 +51,10 @@ def run(argv: Sequence[str], *, stdout: TextIO = sys.stdout, stderr: TextIO = sy
     start_logging(options.settings.log_format, stdout, reactor)
 
     service: Any = makeService(options, reactor)
+    # Everything imported so far lives as long as the process: keep it out of
+    # the cyclic collector's full passes (shorter pauses under load).
+    gc.collect()
+    gc.freeze()
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

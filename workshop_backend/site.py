@@ -138,6 +138,13 @@ class LimitedChannel(http.HTTPChannel):
     idle_timeout: float | None = IDLE_TIMEOUT
     _deadline: IDelayedCall | None = None
     _started = False
+    _host: Any = None
+
+    def getHost(self) -> Any:
+        """The local address, asked of the kernel once per connection, not per request."""
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
 
     def connectionMade(self) -> None:
         """Start the idle deadline."""
