@@ -91,6 +91,7 @@ class Api:
         self.static = static
         self.terminal = terminal
         self.events = events
+        self._steps: dict[str, bytes] = {}
 
     def resource(self) -> IResource:
         """The Klein resource for this app."""
@@ -155,8 +156,11 @@ class Api:
 
     @app.route("/api/v1/steps/<string:step_id>", methods=["GET"])
     def step(self, request: IRequest, step_id: str) -> bytes:
-        """One step's content, rendered."""
-        return write_json(request, self.runtime.step_json(step_id))
+        """One step's content, rendered (and encoded once: a step never changes)."""
+        body = self._steps.get(step_id)
+        if body is None:
+            body = self._steps[step_id] = encode(self.runtime.step_json(step_id))
+        return write_json(request, None, encoded=body)
 
     @app.route("/api/v1/steps/<string:step_id>/hints/<int:index>", methods=["GET"])
     async def hint(self, request: IRequest, step_id: str, index: int) -> bytes:

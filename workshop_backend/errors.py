@@ -36,12 +36,12 @@ def encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def write_json(request: IRequest, value: Any, status: int = 200) -> bytes:
-    """Set the status and JSON headers on ``request``; return the body."""
+def write_json(request: IRequest, value: Any, status: int = 200, *, encoded: bytes | None = None) -> bytes:
+    """Set the status and JSON headers on ``request``; return the body (``encoded`` if given)."""
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", JSON_TYPE)
     request.setHeader(b"Cache-Control", b"no-store")
-    return encode(value)
+    return encode(value) if encoded is None else encoded
 
 
 def not_ready() -> ApiError:
