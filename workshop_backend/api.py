@@ -170,7 +170,7 @@ class Api:
     @app.route("/api/v1/status", methods=["GET"])
     def status(self, request: IRequest) -> bytes:
         """Where the student is and how the terminal is."""
-        return write_json(request, self.runtime.status())
+        return write_json(request, None, encoded=self.runtime.status_json())
 
     @app.route("/api/v1/navigation", methods=["POST"])
     async def navigation(self, request: IRequest) -> bytes:

@@ -20,7 +20,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from workshop_backend.errors import ApiError, not_ready
+from workshop_backend.errors import ApiError, encode, not_ready
 from workshop_backend.metrics import MetricsSink, NullMetrics
 from workshop_backend.model import Step, Workshop
 from workshop_backend.navigation import NavigationError, Position, arrive, parse_action, plan, resume, step_statuses
@@ -113,6 +113,7 @@ class WorkshopRuntime:
         self._lock = DeferredLock()
         self._running: dict[str, list[Deferred[Any]]] = {}
         self._watch: LoopingCall | None = None
+        self._status_cache: tuple[Position, dict[str, Any], bool, bytes] | None = None
         self._watching: str | None = None
 
     # -- life cycle -------------------------------------------------------------------
@@ -183,6 +184,22 @@ class WorkshopRuntime:
             "terminal": self.terminal.status(),
             "started_at": self.started_at,
         }
+
+    def status_json(self) -> bytes:
+        """The status, encoded; encoded again only when something in it changed.
+
+        It is what the operator polls; the position is immutable and replaced
+        on every change, so identity tells whether it is still the same.
+        """
+        _, position = self.opened()
+        terminal = self.terminal.status()
+        ready = self.terminal.is_ready()
+        cached = self._status_cache
+        if cached is not None and cached[0] is position and cached[1] == terminal and cached[2] == ready:
+            return cached[3]
+        body = encode(self.status())
+        self._status_cache = (position, terminal, ready, body)
+        return body
 
     def workshop_json(self) -> dict[str, Any]:
         """``GET /api/v1/workshop``."""
