@@ -243,6 +243,7 @@ class DaemonTests(TestCase):
         self.assertEqual(response.code, 200)
         self.assertIn("workshop_backend", text)
         self.assertIn('action="next"', text)
+        self.assertIn("workshop_ttyd_up 1", text)
         code, _ = await self.api(url, "GET", "/metrics")
         self.assertEqual(code, 404)
 

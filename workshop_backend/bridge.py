@@ -345,6 +345,7 @@ class BrowserProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         self.http_request: IRequest | None = None
         self.upstream: UpstreamProtocol | None = None
         self.close_code: int | None = None
+        self.opened_terminal = False
         self._connecting: Deferred[IProtocol] | None = None
         self._pending: list[tuple[bytes, bool]] = []
         self._pending_bytes = 0
@@ -388,6 +389,8 @@ class BrowserProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             self.close_browser(CLOSE_UNAVAILABLE, bridge.unavailable_reason())
             return
         log.info("terminal opened for {peer}", peer=self.peer)
+        self.opened_terminal = True
+        bridge.on_opened()
         d = bridge.connect_upstream(UpstreamFactory(self, bridge))
         self._connecting = d
 
@@ -610,8 +613,13 @@ class TerminalBridge(Service):
         open_handshake_timeout: float = 10.0,
         close_handshake_timeout: float = 2.0,
         upstream_connect_timeout: float = 5.0,
+        on_opened: Callable[[], object] = lambda: None,
+        on_closed: Callable[[int | None], object] = lambda code: None,
     ) -> None:
         self.supervisor = supervisor
+        #: Told of every terminal opened and closed (the metrics' counters).
+        self.on_opened = on_opened
+        self.on_closed = on_closed
         self.reactor = reactor
         self.check_handshake: HandshakeCheck = check_handshake if check_handshake is not None else same_origin
         self._connect_upstream = connect_upstream
@@ -687,6 +695,8 @@ class TerminalBridge(Service):
 
     def forget(self, proto: BrowserProtocol) -> None:
         """``proto`` has closed."""
+        if proto in self.connections and proto.opened_terminal:
+            self.on_closed(proto.close_code)
         self.connections.discard(proto)
         if not self.connections:
             drained, self._drained = self._drained, []
@@ -723,6 +733,11 @@ def make_terminal_resource(
     reactor: Any,
     *,
     check_handshake: HandshakeCheck | None = None,
+    on_opened: Callable[[], object] = lambda: None,
+    on_closed: Callable[[int | None], object] = lambda code: None,
 ) -> TerminalResource:
     """The ``/terminal`` resource; ``resource.bridge`` is its :class:`TerminalBridge` (for ``close_all``)."""
-    return TerminalBridge(supervisor, reactor, check_handshake=check_handshake).resource
+    bridge = TerminalBridge(
+        supervisor, reactor, check_handshake=check_handshake, on_opened=on_opened, on_closed=on_closed
+    )
+    return bridge.resource

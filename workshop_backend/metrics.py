@@ -34,14 +34,12 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
-from twisted.logger import Logger
-from twisted.python.failure import Failure
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import Site
+
+from workshop_backend.listening import EndpointService
 
 ROUTES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), template)
@@ -352,40 +350,18 @@ def make_metrics_site(metrics: Metrics) -> MetricsSite:
     return MetricsSite(metrics.resource())
 
 
-class MetricsListenService(Service):
+class MetricsListenService(EndpointService):
     """Listens on ``--metrics-listen``; a port it cannot take is fatal, like the main one."""
-
-    log = Logger()
 
     def __init__(
         self, endpoint: IStreamServerEndpoint, metrics: Metrics, *, on_fatal: Callable[[str], None], description: str
     ) -> None:
-        self.endpoint = endpoint
-        self.site = make_metrics_site(metrics)
-        self.on_fatal = on_fatal
-        self.description = description
-        self.port: IListeningPort | None = None
+        super().__init__(
+            endpoint, make_metrics_site(metrics), on_fatal=on_fatal, description=f"{description} (--metrics-listen)"
+        )
 
-    def startService(self) -> None:
-        """Listen now."""
-        super().startService()
-        d = self.endpoint.listen(self.site)
-        d.addCallbacks(self._listening, self._failed)
-
-    def _listening(self, port: IListeningPort) -> None:
-        self.port = port
-        address = port.getHost()
+    def announce(self, address: Any) -> None:
+        """Not "listening on ...": that line is the student's URL (tests and tools look for it)."""
         host = getattr(address, "host", None)
-        where = f"http://{host}:{address.port}/metrics" if host is not None else f"{address} /metrics"  # type: ignore[attr-defined]
-        # Not "listening on ...": that line is the student's URL (tests and tools look for it).
+        where = f"http://{host}:{address.port}/metrics" if host is not None else f"{address} /metrics"
         self.log.info("metrics at {url}", url=where)
-
-    def _failed(self, failure: Failure) -> None:
-        self.on_fatal(f"cannot listen on {self.description} (--metrics-listen): {failure.getErrorMessage()}")
-
-    def stopService(self) -> Deferred[None] | None:
-        """Stop listening."""
-        super().stopService()
-        if self.port is not None:
-            return self.port.stopListening()  # type: ignore[no-any-return]
-        return None

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,6 +24,7 @@ from twisted.web.server import Site
 from workshop_backend import __version__
 from workshop_backend.config import Settings
 from workshop_backend.distribution import DistributionError
+from workshop_backend.listening import EndpointService
 from workshop_backend.runtime import WorkshopRuntime
 from workshop_backend.store import Store
 from workshop_backend.workingcopy import prepare
@@ -203,10 +204,8 @@ class WorkingCopyService(Service):
         return succeed(None)
 
 
-class ListenService(Service):
-    """Listens on the endpoint and says where (with the token URL, once)."""
-
-    log = Logger()
+class ListenService(EndpointService):
+    """The student's port: says its URL (with the token URL, once)."""
 
     def __init__(
         self,
@@ -216,21 +215,11 @@ class ListenService(Service):
         *,
         on_fatal: Callable[[str], None],
     ) -> None:
-        self.endpoint = endpoint
-        self.site = site
+        super().__init__(endpoint, site, on_fatal=on_fatal, description=settings.listen)
         self.settings = settings
-        self.on_fatal = on_fatal
-        self.port: IListeningPort | None = None
 
-    def startService(self) -> None:
-        """Listen now; a port we cannot take is fatal."""
-        super().startService()
-        d = self.endpoint.listen(self.site)
-        d.addCallbacks(self._listening, self._failed)
-
-    def _listening(self, port: IListeningPort) -> None:
-        self.port = port
-        address = port.getHost()
+    def announce(self, address: Any) -> None:
+        """``listening on URL`` (what tests and tools look for), and the login URL once."""
         host = getattr(address, "host", None)
         if host is None:
             self.log.info("listening on {address}", address=str(address))
@@ -245,13 +234,3 @@ class ListenService(Service):
         if s.auth == "token" and s.token_source == "generated":
             # The only time the token is ever logged: the student needs the URL.
             self.log.info("open {login_url} to start", login_url=f"{url}?token={s.token}")
-
-    def _failed(self, failure: Failure) -> None:
-        self.on_fatal(f"cannot listen on {self.settings.listen}: {failure.getErrorMessage()}")
-
-    def stopService(self) -> Deferred[None] | None:
-        """Stop listening."""
-        super().stopService()
-        if self.port is not None:
-            return self.port.stopListening()  # type: ignore[no-any-return]
-        return None

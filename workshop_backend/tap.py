@@ -178,7 +178,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         allowed_hosts=settings.allowed_hosts,
         allowed_origins=settings.allowed_origins,
     )
-    terminal = make_terminal_resource(supervisor, reactor, check_handshake=guard.check_handshake)
+    terminal = make_terminal_resource(
+        supervisor,
+        reactor,
+        check_handshake=guard.check_handshake,
+        on_opened=metrics.terminal_opened,
+        on_closed=metrics.terminal_closed,
+    )
     if prometheus is not None:
         prometheus.count_open_terminals(lambda: len(terminal.bridge.connections))
     index = index_loader()
