@@ -123,6 +123,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     # What the student's shell and the checks see: our environment minus the
     # access token (``env`` in the terminal must not print it).
     environ = {k: v for k, v in settings.env.items() if k not in ("WORKSHOP_TOKEN", "WORKSHOP_TOKEN_FILE")}
+    if settings.demo:
+        # The practice folder is also HOME: the prompt reads "~" rather than a
+        # long path, and the demo's shells never run your own ~/.profile.
+        environ["HOME"] = settings.workdir
 
     try:
         ttyd = find_ttyd(settings.ttyd)
