@@ -42,6 +42,17 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+async def dies(pid: int, timeout: float = 5.0) -> bool:
+    """Whether ``pid`` is dead within ``timeout``: SIGKILL is delivered when the
+    kernel next schedules the process, a moment after kill() returns on a busy machine."""
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        await deferLater(0.01)
+    return True
+
+
 def read_text(path: str) -> str:
     """A small file's text, or "" if it does not exist yet."""
     try:
@@ -174,7 +185,7 @@ class CommandTests(RunnerTestCase):
             self.assertEqual(
                 result.detail, "timed out after 1 s (the command and what it started were killed)\n(no output)"
             )
-            self.assertFalse(alive(read_pid(pidfile)))
+            self.assertTrue(await dies(read_pid(pidfile)))
 
         return ensureDeferred(go())
 
@@ -187,7 +198,7 @@ class CommandTests(RunnerTestCase):
             result = await self.one(type="command", run=f"sleep 30 & echo $! > {pidfile}; echo ok", timeout=20)
             self.assertLess(time.monotonic() - started, 10)
             self.assertEqual((result.passed, result.detail), (True, "exit code 0"))
-            self.assertFalse(alive(read_pid(pidfile)))
+            self.assertTrue(await dies(read_pid(pidfile)))
 
         return ensureDeferred(go())
 
