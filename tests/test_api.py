@@ -80,7 +80,7 @@ class Harness:
         events.putChild(b"", Data(b"events", "text/plain"))
         self.api = Api(
             self.runtime,
-            readiness=lambda: (self.runtime.ready and self.terminal.is_ready(), "the terminal is starting"),
+            readiness=lambda: (self.runtime.ready and self.terminal.is_ready(), "terminal_starting"),
             index_html=lambda: b"<!doctype html><title>ui</title>",
             static=static_resource(static_dir),
             events=Data(b"events", "text/plain"),
@@ -146,7 +146,7 @@ class ProbeTests(SynchronousTestCase):
         """503 while the terminal is not ready, with the reason; then 200."""
         h = Harness(self, standard(self))
         h.terminal.ready = False
-        self.assertEqual(h.get("/readyz"), (503, {"status": "not_ready", "reason": "the terminal is starting"}))
+        self.assertEqual(h.get("/readyz"), (503, {"status": "not_ready", "reason": "terminal_starting"}))
         self.assertEqual(h.get("/api/v1/status")[1]["phase"], "starting")
         h.terminal.ready = True
         self.assertEqual(h.get("/readyz"), (200, {"status": "ready"}))

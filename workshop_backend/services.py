@@ -107,17 +107,29 @@ class Readiness:
         self._last: bool | None = None
 
     def __call__(self) -> tuple[bool, str]:
-        """(ready, reason)."""
+        """(ready, reason): the reason is a short code, what ``/readyz`` may show.
+
+        The probe needs no token and must reveal nothing (contract section 7):
+        no paths, no versions. The full account goes to the log.
+        """
         if not self.runtime.ready:
-            return False, "the working copy is not open yet"
+            return False, "working_copy_opening"
         if not self.terminal.is_ready():
-            reason = self.terminal.reason or self.missing_ttyd or f"the terminal is {self.terminal.state}"
-            return False, str(reason)
+            return False, f"terminal_{self.terminal.state}"
         return True, "ready"
+
+    def describe(self) -> str:
+        """Why we are not ready, in words (for the log)."""
+        if not self.runtime.ready:
+            return "the working copy is not open yet"
+        if not self.terminal.is_ready():
+            return str(self.terminal.reason or self.missing_ttyd or f"the terminal is {self.terminal.state}")
+        return "ready"
 
     def changed(self, *_: object) -> None:
         """Log when readiness turns on or off."""
-        ready, reason = self()
+        ready = self()[0]
+        reason = self.describe()
         if ready == self._last:
             return
         if ready:
