@@ -8,9 +8,29 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
 
+from workshop_backend.distribution import Distribution, load_distribution
 from workshop_backend.validation.evaluate import RuleResult, ValidationResult
 from workshop_backend.validation.spec import ValidationSpec
+from workshop_backend.workingcopy import prepare
+
+START = 1_800_000_000.0  # 2027-01-15T08:00:00Z: the tests' "now"
+
+
+def working_copy(case: Any, dist: Path, step: str | None = None) -> tuple[Distribution, str, Clock, Path]:
+    """A distribution loaded, a Clock at :data:`START`, a fresh working copy in a temp dir.
+
+    Answers (distribution, container step, clock, working copy path).
+    """
+    clock = Clock()
+    clock.advance(START)
+    distribution = load_distribution(dist, step=step)
+    state = Path(case.mktemp())
+    state.mkdir()
+    container = step or distribution.workshop.steps[0].id
+    copy = prepare(distribution, state, container_step=container, now=clock.seconds())
+    return distribution, container, clock, copy.path
 
 
 class SyncPool:

@@ -17,15 +17,13 @@ from twisted.web.static import Data
 
 from tests import distributions
 from tests.distributions import StepDef, file_rule
-from tests.fakes import FakeChecker, FakeTerminal, RecordingHub, SyncPool
+from tests.fakes import FakeChecker, FakeTerminal, RecordingHub, SyncPool, working_copy
 from workshop_backend.api import Api
-from workshop_backend.distribution import load_distribution
 from workshop_backend.render import render_markdown
 from workshop_backend.runtime import WorkshopRuntime
 from workshop_backend.security import Guard, content_security_policy
 from workshop_backend.site import GuardedResource, make_site, static_resource
 from workshop_backend.store import Store
-from workshop_backend.workingcopy import prepare
 
 BASE = "http://127.0.0.1:8080"
 JSON = {"Content-Type": "application/json"}
@@ -46,17 +44,10 @@ class Harness:
         static_dir: Path | None = None,
     ) -> None:
         self.case = case
-        self.clock = Clock()
-        self.clock.advance(1_800_000_000)
-        distribution = load_distribution(dist, step=step)
-        state = Path(case.mktemp())
-        state.mkdir()
-        container = step or distribution.workshop.steps[0].id
-        copy = prepare(distribution, state, container_step=container, now=self.clock.seconds())
-        self.db = copy.path
-        self.pool = SyncPool(copy.path)
+        distribution, container, self.clock, self.db = working_copy(case, dist, step)
+        self.pool = SyncPool(self.db)
         case.addCleanup(self.pool.close)
-        self.store = Store(copy.path, pool=self.pool)  # type: ignore[arg-type]
+        self.store = Store(self.db, pool=self.pool)  # type: ignore[arg-type]
         self.hub = RecordingHub()
         self.checker = FakeChecker(self.clock)
         self.terminal = FakeTerminal()

@@ -15,18 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests import distributions
 from tests.distributions import StepDef, file_rule
-from tests.fakes import FakeChecker, FakeTerminal, RecordingHub, SyncPool
-from workshop_backend.distribution import load_distribution
+from tests.fakes import FakeChecker, FakeTerminal, RecordingHub, SyncPool, working_copy
 from workshop_backend.errors import ApiError
 from workshop_backend.render import render_markdown
 from workshop_backend.runtime import WorkshopRuntime
 from workshop_backend.store import Store
-from workshop_backend.workingcopy import prepare
 
 
 def steps() -> list[StepDef]:
@@ -97,17 +94,11 @@ class Rig:
         root = Path(case.mktemp())
         root.mkdir()
         dist = distributions.write(root / "dist.sqlite", step_defs or steps(), navigation=navigation)
-        distribution = load_distribution(dist, step=container)
+        distribution, container, self.clock, self.path = working_copy(case, dist, container)
         self.workshop = distribution.workshop
-        self.clock = Clock()
-        self.clock.advance(1_800_000_000)
-        state = root / "state"
-        state.mkdir()
-        copy = prepare(distribution, state, container_step=container, now=self.clock.seconds())
-        self.path = copy.path
-        self.pool = HeldPool(copy.path)
+        self.pool = HeldPool(self.path)
         case.addCleanup(self.pool.close)
-        self.store = Store(copy.path, pool=self.pool)  # type: ignore[arg-type]
+        self.store = Store(self.path, pool=self.pool)  # type: ignore[arg-type]
         self.hub = RecordingHub()
         self.checker = FakeChecker(self.clock)
         self.active = True

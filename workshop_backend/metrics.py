@@ -82,8 +82,8 @@ def route_of(path: str | bytes) -> str:
 class MetricsSink(Protocol):
     """What the wiring calls; both :class:`Metrics` and :class:`NullMetrics` provide it."""
 
-    def observe_request(self, route: str, status: int, seconds: float, method: str = "GET") -> None:
-        """One HTTP request answered."""
+    def observe_request(self, path: str, status: int, seconds: float, method: str = "GET") -> None:
+        """One HTTP request answered (the path, not yet reduced to its route)."""
 
     def terminal_opened(self) -> None:
         """A browser terminal was accepted."""
@@ -107,8 +107,8 @@ class MetricsSink(Protocol):
 class NullMetrics:
     """Metrics off: every method does nothing."""
 
-    def observe_request(self, route: str, status: int, seconds: float, method: str = "GET") -> None:
-        """Nothing."""
+    def observe_request(self, path: str, status: int, seconds: float, method: str = "GET") -> None:
+        """Nothing (not even matching the path to a route: this is on every request)."""
 
     def terminal_opened(self) -> None:
         """Nothing."""
@@ -241,8 +241,9 @@ class Metrics:
 
     # --- what happened --------------------------------------------------------------
 
-    def observe_request(self, route: str, status: int, seconds: float, method: str = "GET") -> None:
-        """One HTTP request answered (``route`` from :func:`route_of`)."""
+    def observe_request(self, path: str, status: int, seconds: float, method: str = "GET") -> None:
+        """One HTTP request answered, counted under its route template (:func:`route_of`)."""
+        route = route_of(path)
         method = method if method in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH") else "other"
         self._requests.labels(route=route, method=method, status=str(status)).inc()
         self._request_seconds.labels(route=route).observe(max(seconds, 0.0))

@@ -60,18 +60,6 @@ class Terminal(Protocol):
     def is_ready(self) -> bool: ...
 
 
-class _NoTerminal:
-    """Stands in when the daemon runs without a terminal (tests, tools)."""
-
-    reason = "no terminal is configured"
-
-    def status(self) -> dict[str, Any]:
-        return {"state": "unavailable", "restarts": 0}
-
-    def is_ready(self) -> bool:
-        return False
-
-
 def _number(value: float | None) -> float | int | None:
     """Whole seconds as an integer (``5``, not ``5.0``)."""
     return int(value) if value is not None and value.is_integer() else value
@@ -91,8 +79,8 @@ class WorkshopRuntime:
         render: Callable[[str], str],
         hub: Publisher,
         render_hint: Callable[[str, int], str] | None = None,
-        checker: Checker | None = None,
-        terminal: Terminal | None = None,
+        checker: Checker,
+        terminal: Terminal,
         watch_active: Callable[[], bool] = lambda: True,
         metrics: MetricsSink | None = None,
     ) -> None:
@@ -101,7 +89,7 @@ class WorkshopRuntime:
         self.clock = clock
         self.hub = hub
         self.checker = checker
-        self.terminal: Terminal = terminal or _NoTerminal()
+        self.terminal = terminal
         self.watch_active = watch_active
         self.metrics: MetricsSink = metrics if metrics is not None else NullMetrics()
         self._render = render
@@ -370,7 +358,7 @@ class WorkshopRuntime:
                 "step_not_in_container",
                 f"Step {step_id!r} runs in another environment ({step.image_tag}); it cannot be checked here.",
             )
-        if not step.validation.rules or self.checker is None:
+        if not step.validation.rules:
             raise ApiError(409, "no_rules", f"Step {step_id!r} has no checks.")
         position = self.position
         if position is not None and step_statuses(self.workshop, position)[step.id] == "locked":
@@ -395,7 +383,6 @@ class WorkshopRuntime:
 
     async def _validate(self, step: Step, trigger: Trigger) -> Result:
         store, _ = self.opened()
-        assert self.checker is not None
         result: Result = await self.checker.run(step.id, step.validation)
         body = result.to_json()
         await store.record_validation(
@@ -427,7 +414,6 @@ class WorkshopRuntime:
             step is not None
             and position is not None
             and step.validation.watch is not None
-            and self.checker is not None
             and step.image_tag == self.container_step.image_tag
             and position.phase != "completed"
             and step.id not in position.completed

@@ -37,7 +37,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from workshop_backend.errors import JSON_TYPE, encode
-from workshop_backend.metrics import MetricsSink, NullMetrics, route_of
+from workshop_backend.metrics import MetricsSink, NullMetrics
 from workshop_backend.security import TOKEN_PAGE, Guard
 
 BODY_MAX = 1024 * 1024
@@ -375,7 +375,7 @@ class WorkshopSite(server.Site):
             duration_ms=seconds * 1000,
             bytes=request.sentLength,
         )
-        self.metrics.observe_request(route_of(path), request.code, seconds, method)
+        self.metrics.observe_request(path, request.code, seconds, method)
 
 
 def make_site(
