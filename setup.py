@@ -1,5 +1,7 @@
 """Packaging for workshop-backend.
 
+A ``src/`` layout: the tests import the installed package, so a file
+missing from the package data fails a test instead of going unnoticed.
 ``twisted.plugins`` is listed as a package (without an ``__init__.py``) so
 ``twistd workshop-backend`` finds the plugin, as magic-wormhole's mailbox
 server does.
@@ -7,27 +9,31 @@ server does.
 
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
+
+
+def version() -> str:
+    """The one version, ``__version__`` in the package, read without importing it."""
+    for line in Path("src/workshop_backend/__init__.py").read_text(encoding="utf-8").splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    raise RuntimeError("no __version__ in src/workshop_backend/__init__.py")
+
 
 setup(
     name="workshop-backend",
-    version="0.1.0",
+    version=version(),
     description="The runtime engine inside every container of a hands-on workshop",
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=[
-        "workshop_backend",
-        "workshop_backend.schema",
-        "workshop_backend.static",
-        "workshop_backend.validation",
-        "twisted.plugins",
-    ],
+    package_dir={"": "src"},
+    packages=[*find_packages("src", include=["workshop_backend", "workshop_backend.*"]), "twisted.plugins"],
     package_data={
-        "workshop_backend": ["py.typed", "demo/*.md", "demo/*.json"],
-        "workshop_backend.schema": ["*.sql"],
-        "workshop_backend.static": ["*", "**/*"],
+        "workshop_backend": ["py.typed", "static/*"],
+        "workshop_backend.workshop": ["*.sql", "demo/*.md", "demo/*.json"],
+        "workshop_backend.state": ["schema/*.sql"],
     },
     include_package_data=False,
     install_requires=[

@@ -110,7 +110,7 @@ def find_ttyd() -> str:
     if found:
         return found
     sys.path.insert(0, str(ROOT))
-    from workshop_backend.ttydbin import bundled_ttyd
+    from workshop_backend.terminal.ttydbin import bundled_ttyd
 
     return str(bundled_ttyd())
 

@@ -242,9 +242,9 @@ def serve(state_dir: str) -> None:
     from twisted.web.resource import Resource
     from twisted.web.server import Site
 
-    from workshop_backend.bridge import TerminalBridge
-    from workshop_backend.supervisor import TtydSupervisor
-    from workshop_backend.ttydbin import find_ttyd
+    from workshop_backend.terminal.bridge import TerminalBridge
+    from workshop_backend.terminal.supervisor import TtydSupervisor
+    from workshop_backend.terminal.ttydbin import find_ttyd
 
     reactor: Any = _reactor
     supervisor = TtydSupervisor(
@@ -255,7 +255,7 @@ def serve(state_dir: str) -> None:
         cwd=state_dir,
         env={**os.environ, "HOME": state_dir},  # login shells must not run the user's ~/.profile
     )
-    bridge = TerminalBridge(supervisor, reactor)
+    bridge = TerminalBridge(supervisor, reactor, check_handshake=lambda request: None)
     root = Resource()
     root.putChild(b"terminal", bridge.resource)
     port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
@@ -312,8 +312,8 @@ def main() -> None:
         serve(args.serve)
         return
 
-    from workshop_backend.supervisor import shell_argv
-    from workshop_backend.ttydbin import find_ttyd
+    from workshop_backend.terminal.supervisor import shell_argv
+    from workshop_backend.terminal.ttydbin import find_ttyd
 
     ttyd = find_ttyd(os.environ.get("WORKSHOP_TTYD"))
     work = Path(tempfile.mkdtemp(prefix="wb-bench-"))

@@ -32,11 +32,10 @@ ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm
 
 
 def version() -> str:
-    """The package version, read without importing the package."""
-    for line in (ROOT / "workshop_backend" / "__init__.py").read_text(encoding="utf-8").splitlines():
-        if line.startswith("__version__"):
-            return line.split("=", 1)[1].strip().strip("\"'")
-    raise SystemExit("no __version__ in workshop_backend/__init__.py")
+    """The version of the installed package (the one being bundled)."""
+    from importlib.metadata import version as installed
+
+    return installed("workshop-backend")
 
 
 def arch() -> str:

@@ -1,7 +1,7 @@
 """The frozen bundle's entry point: the ``workshop-backend`` console script.
 
 :func:`workshop_backend.main.main` also handles ``--childexec`` (the bundle is
-``sys.executable`` when frozen, so :func:`workshop_backend.childexec.wrap`
+``sys.executable`` when frozen, so :func:`workshop_backend.support.childexec.wrap`
 re-runs the bundle itself to exec ttyd and validation commands).
 """
 

@@ -8,20 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE workshop (
-  id TEXT NOT NULL, title TEXT NOT NULL, version TEXT NOT NULL,
-  description TEXT NOT NULL DEFAULT '', navigation TEXT NOT NULL DEFAULT 'linear'
-);
-CREATE TABLE steps (
-  id TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, title TEXT NOT NULL,
-  markdown TEXT NOT NULL, image_tag TEXT NOT NULL
-);
-CREATE TABLE step_metadata (
-  step_id TEXT PRIMARY KEY REFERENCES steps(id),
-  validation TEXT NOT NULL DEFAULT '{}', hints TEXT NOT NULL DEFAULT '[]'
-);
-"""
+from workshop_backend.workshop.distribution import format_sql
 
 
 @dataclass
@@ -46,7 +33,7 @@ def write(
     """Write a distribution with these steps; JSON given as str is written as is."""
     conn = sqlite3.connect(path)
     try:
-        conn.executescript(SCHEMA)
+        conn.executescript(format_sql())
         conn.execute(f"PRAGMA user_version = {int(user_version)}")
         conn.execute(
             "INSERT INTO workshop VALUES (?, ?, ?, ?, ?)",

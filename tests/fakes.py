@@ -5,15 +5,29 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
-from workshop_backend.distribution import Distribution, load_distribution
+from workshop_backend.application.runtime import WorkshopRuntime
+from workshop_backend.content.renderer import CachedRenderer
+from workshop_backend.http.views import event_data
+from workshop_backend.state.store import Store
+from workshop_backend.state.workingcopy import prepare
+from workshop_backend.support.reactor import IBackendReactor
 from workshop_backend.validation.evaluate import RuleResult, ValidationResult
 from workshop_backend.validation.spec import ValidationSpec
-from workshop_backend.workingcopy import prepare
+from workshop_backend.workshop.distribution import Distribution, load_distribution
+
+
+def as_reactor(fake: object) -> IBackendReactor:
+    """A test reactor (``Clock``, ``MemoryReactorClock``...) where the daemon's reactor type is asked for.
+
+    The fakes provide the part of the interface the code under test uses.
+    """
+    return cast(IBackendReactor, fake)
+
 
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z: the tests' "now"
 
@@ -31,6 +45,38 @@ def working_copy(case: Any, dist: Path, step: str | None = None) -> tuple[Distri
     container = step or distribution.workshop.steps[0].id
     copy = prepare(distribution, state, container_step=container, now=clock.seconds())
     return distribution, container, clock, copy.path
+
+
+def open_runtime(
+    case: Any,
+    distribution: Distribution,
+    store: Store,
+    *,
+    container: str,
+    clock: Clock,
+    hub: Any = None,
+    checker: Any = None,
+    terminal: Any = None,
+    watch_active: Callable[[], bool] = lambda: True,
+) -> WorkshopRuntime:
+    """``WorkshopRuntime.open`` over ``store``, which must answer at once (a :class:`SyncPool`)."""
+    runtime: WorkshopRuntime = case.successResultOf(
+        Deferred.fromCoroutine(
+            WorkshopRuntime.open(
+                distribution.workshop,
+                store,
+                container_step=container,
+                clock=clock,
+                renderer=CachedRenderer(),
+                hub=hub if hub is not None else RecordingHub(),
+                checker=checker if checker is not None else FakeChecker(clock),
+                terminal=terminal if terminal is not None else FakeTerminal(),
+                watch_active=watch_active,
+            )
+        )
+    )
+    case.addCleanup(runtime.close)
+    return runtime
 
 
 class SyncPool:
@@ -108,14 +154,14 @@ class FakeTerminal:
 
 
 class RecordingHub:
-    """Records published events."""
+    """Records published events, in their JSON shape (as the real hub hands them on)."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[str, object]] = []
+        self.events: list[tuple[str, Any]] = []
 
     def publish(self, event: str, data: object) -> None:
         """Keep it."""
-        self.events.append((event, data))
+        self.events.append((event, event_data(data)))
 
     def names(self) -> list[str]:
         """The event names so far."""

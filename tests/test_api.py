@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -17,13 +17,13 @@ from twisted.web.static import Data
 
 from tests import distributions
 from tests.distributions import StepDef, file_rule
-from tests.fakes import FakeChecker, FakeTerminal, RecordingHub, SyncPool, working_copy
-from workshop_backend.api import Api
-from workshop_backend.render import render_markdown
-from workshop_backend.runtime import WorkshopRuntime
-from workshop_backend.security import Guard, content_security_policy
-from workshop_backend.site import GuardedResource, make_site, static_resource
-from workshop_backend.store import Store
+from tests.fakes import FakeChecker, FakeTerminal, RecordingHub, SyncPool, open_runtime, working_copy
+from workshop_backend.http.api import Api, parse_navigation
+from workshop_backend.http.errors import ApiError
+from workshop_backend.http.security import Guard, content_security_policy
+from workshop_backend.http.site import GuardedResource, make_site
+from workshop_backend.http.static import static_resource
+from workshop_backend.state.store import Store
 
 BASE = "http://127.0.0.1:8080"
 JSON = {"Content-Type": "application/json"}
@@ -51,34 +51,38 @@ class Harness:
         self.hub = RecordingHub()
         self.checker = FakeChecker(self.clock)
         self.terminal = FakeTerminal()
-        self.runtime = WorkshopRuntime(
-            distribution.workshop,
-            container_step=container,
-            clock=self.clock,
-            render=render_markdown,
-            hub=self.hub,
-            checker=self.checker,
-            terminal=self.terminal,
-        )
-        if open_runtime:
-            case.successResultOf(ensureDeferred(self.runtime.open(self.store)))
+        self.distribution, self.container = distribution, container
         if static_dir is None:
             static_dir = Path(case.mktemp())
             static_dir.mkdir()
             (static_dir / "app-ABCDEFGH12.js").write_text("console.log(1)")
-            (static_dir / "plain.txt").write_text("plain")
-        events = Resource()
-        events.putChild(b"", Data(b"events", "text/plain"))
+            (static_dir / "plain.css").write_text("body{}")
         self.api = Api(
-            self.runtime,
-            readiness=lambda: (self.runtime.ready and self.terminal.is_ready(), "terminal_starting"),
+            readiness=lambda: (self.api.runtime is not None and self.terminal.is_ready(), "terminal_starting"),
             index_html=lambda: b"<!doctype html><title>ui</title>",
             static=static_resource(static_dir),
+            terminal=Data(b"terminal", "text/plain"),
             events=Data(b"events", "text/plain"),
         )
+        if open_runtime:
+            self.open()
         self.guard = Guard(auth=auth, token=TOKEN if auth == "token" else None)  # type: ignore[arg-type]
         self.resource = GuardedResource(self.api.resource(), self.guard, content_security_policy([]))
         self.treq: Any = StubTreq(self.resource)
+
+    def open(self) -> None:
+        """The working copy is open: the runtime exists and the API serves it."""
+        self.runtime = open_runtime(
+            self.case,
+            self.distribution,
+            self.store,
+            container=self.container,
+            clock=self.clock,
+            hub=self.hub,
+            checker=self.checker,
+            terminal=self.terminal,
+        )
+        self.api.attach(self.runtime)
 
     def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any, Any]:
         """One request; answers (status, decoded JSON or bytes, response)."""
@@ -418,7 +422,7 @@ class HttpTests(SynchronousTestCase):
         code, _, response = h.request("HEAD", "/static/app-ABCDEFGH12.js")
         self.assertEqual(code, 200)
         self.assertEqual(response.headers.getRawHeaders(b"cache-control"), [b"public, max-age=31536000, immutable"])
-        code, _, response = h.request("HEAD", "/static/plain.txt")
+        code, _, response = h.request("HEAD", "/static/plain.css")
         self.assertEqual(response.headers.getRawHeaders(b"cache-control"), [b"no-cache"])
         code, _, response = h.request("GET", "/static", allow_redirects=False)
         self.assertEqual(code, 308)
@@ -497,7 +501,7 @@ class BodyLimitTests(SynchronousTestCase):
                 return b"ok"
 
         self.reached = reached
-        site = make_site(Sink())
+        site = make_site(Sink(), body_cap=Api.body_cap)
         channel = site.buildProtocol(None)
         channel.callLater = Clock().callLater  # the idle timeout, off the real reactor
         transport = StringTransport()
@@ -537,3 +541,70 @@ class BodyLimitTests(SynchronousTestCase):
         channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
         self.assertEqual(self.reached, [b"hi"])
         self.assertIn(b"200 OK", transport.value())
+
+
+class ParseNavigationTests(SynchronousTestCase):
+    """The request body of POST /api/v1/navigation."""
+
+    def test_actions(self) -> None:
+        """Each action parses; jump carries its step."""
+        self.assertEqual(parse_navigation({"action": "next"}), ("next", None))
+        self.assertEqual(parse_navigation({"action": "previous"}), ("previous", None))
+        self.assertEqual(parse_navigation({"action": "complete"}), ("complete", None))
+        self.assertEqual(parse_navigation({"action": "jump", "step": "x"}), ("jump", "x"))
+
+    def test_refusals(self) -> None:
+        """Bad bodies are 400 with a code and a sentence."""
+        cases = [
+            ([], "bad_request"),
+            ({}, "bad_action"),
+            ({"action": "fly"}, "bad_action"),
+            ({"action": 3}, "bad_action"),
+            ({"action": "jump"}, "bad_request"),
+            ({"action": "jump", "step": ""}, "bad_request"),
+            ({"action": "next", "step": "x"}, "bad_request"),
+            ({"action": "next", "extra": 1}, "bad_request"),
+        ]
+        for body, code in cases:
+            with self.assertRaises(ApiError) as e:
+                parse_navigation(body)
+            self.assertEqual((e.exception.status, e.exception.code), (400, code), body)
+
+
+class RouteTemplateTests(SynchronousTestCase):
+    """Metrics label requests with the template of the route Klein matched (one source: the routes)."""
+
+    def route(self, method: str, path: str) -> str:
+        from twisted.web.server import Request
+        from twisted.web.test.requesthelper import DummyChannel
+
+        h = Harness(self, standard(self))
+        request = Request(DummyChannel())
+        request.method = method.encode()
+        request.path = request.uri = path.encode()
+        return h.api.route_of(request)
+
+    def test_templates(self) -> None:
+        """Step ids, hint numbers, state keys and asset names are not labels."""
+        cases = {
+            ("GET", "/"): "/",
+            ("GET", "/healthz"): "/healthz",
+            ("GET", "/terminal"): "/terminal",
+            ("GET", "/static/app-IFFAQHQB.js"): "/static/{path}",
+            ("GET", "/static"): "/static",
+            ("GET", "/api/v1/status"): "/api/v1/status",
+            ("GET", "/api/v1/steps/intro"): "/api/v1/steps/{step_id}",
+            ("GET", "/api/v1/steps/intro/hints/0"): "/api/v1/steps/{step_id}/hints/{index}",
+            ("POST", "/api/v1/steps/intro/validation"): "/api/v1/steps/{step_id}/validation",
+            ("PUT", "/api/v1/state/my.key"): "/api/v1/state/{key}",
+            ("POST", "/api/v1/navigation"): "/api/v1/navigation",
+            ("GET", "/api/v1/events"): "/api/v1/events",
+        }
+        self.assertEqual({case: self.route(*case) for case in cases}, cases)
+
+    def test_unknown(self) -> None:
+        """Unknown paths and methods are 'other'; a query string is not part of the route."""
+        self.assertEqual(self.route("GET", "/wp-admin/x.php"), "other")
+        self.assertEqual(self.route("GET", "/api/v1/steps/a/b/c/d"), "other")
+        self.assertEqual(self.route("DELETE", "/api/v1/status"), "other")
+        self.assertEqual(self.route("GET", "/?token=secret"), "/")

@@ -1,5 +1,5 @@
 # mypy: allow-untyped-calls
-"""Tests for :mod:`workshop_backend.bridge`, all in memory.
+"""Tests for :mod:`workshop_backend.terminal.bridge`, all in memory.
 
 The browser is an Autobahn client talking to a real twisted.web ``Site``
 serving the terminal resource, ttyd is an Autobahn server; both legs are
@@ -28,17 +28,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IRequest
 from twisted.web.server import Site
 
-from workshop_backend.bridge import (
+from tests.fakes import as_reactor
+from workshop_backend.terminal.bridge import BrowserProtocol, TerminalBridge, UpstreamProtocol
+from workshop_backend.terminal.fastpath import (
     COALESCE_DELAY,
     COALESCE_MAX,
     FAST_PATH_MAX_FRAME,
-    BrowserProtocol,
-    TerminalBridge,
-    UpstreamProtocol,
-    _ReactorTimer,
-    make_terminal_resource,
-    same_origin,
     scan_data_frames,
+    use_reactor_timers,
 )
 
 
@@ -74,7 +71,7 @@ class FakeSupervisor:
             listener({"state": state, "restarts": 0})
 
 
-class Browser(WebSocketClientProtocol):  # type: ignore[misc]
+class Browser(WebSocketClientProtocol):
     """The browser's side: records what it gets."""
 
     def __init__(self) -> None:
@@ -93,7 +90,7 @@ class Browser(WebSocketClientProtocol):  # type: ignore[misc]
         self.closed = (wasClean, code, reason)
 
 
-class Ttyd(WebSocketServerProtocol):  # type: ignore[misc]
+class Ttyd(WebSocketServerProtocol):
     """ttyd's side: accepts ``tty`` and records what it gets."""
 
     def __init__(self) -> None:
@@ -137,7 +134,7 @@ class BridgeTestCase(SynchronousTestCase):
 
         args: dict[str, Any] = {"check_handshake": check, "connect_upstream": self.connect, "max_pending_input": 100}
         args.update(kw)
-        bridge = TerminalBridge(self.supervisor, self.clock, **args)
+        bridge = TerminalBridge(self.supervisor, as_reactor(self.clock), **args)
         self.site = Site(bridge.resource, reactor=self.clock)
         return bridge
 
@@ -161,7 +158,7 @@ class BridgeTestCase(SynchronousTestCase):
             origin=origin,
             reactor=self.clock,
         )
-        factory._batched_timer = _ReactorTimer(self.clock)
+        use_reactor_timers(factory, self.clock)
         factory.setProtocolOptions(serverConnectionDropTimeout=0)
         factory.protocol = Browser
         client = factory.buildProtocol(None)
@@ -185,7 +182,7 @@ class BridgeTestCase(SynchronousTestCase):
         factory, d = self.connects[index]
         client = factory.buildProtocol(None)
         server_factory = WebSocketServerFactory(protocols=["tty"], reactor=self.clock)
-        server_factory._batched_timer = _ReactorTimer(self.clock)
+        use_reactor_timers(server_factory, self.clock)
         server_factory.protocol = Ttyd
         ttyd = server_factory.buildProtocol(None)
         pump = iosim.connect(
@@ -588,30 +585,3 @@ class PlainRequestTests(BridgeTestCase):
         self.assertNotIn(b"evil.example", response)
         self.assertNotIn(b"utobahn", response)
         self.assertEqual(self.connects, [])
-
-
-class SameOriginTests(SynchronousTestCase):
-    """The default handshake check, used when no hook is given."""
-
-    def request(self, headers: dict[str, str]) -> Any:
-        from twisted.web.test.requesthelper import DummyRequest
-
-        req = DummyRequest([b"terminal"])
-        for name, value in headers.items():
-            req.requestHeaders.setRawHeaders(name, [value])
-        return req
-
-    def test_rules(self) -> None:
-        """No Origin or a same host:port Origin passes; others and "null" are refused with 403."""
-        self.assertIsNone(same_origin(self.request({"host": "127.0.0.1:8080"})))
-        self.assertIsNone(same_origin(self.request({"host": "127.0.0.1:8080", "origin": "http://127.0.0.1:8080"})))
-        self.assertIsNone(same_origin(self.request({"host": "Example.org", "origin": "https://example.org"})))
-        refused = (403, "cross-origin terminal connection refused")
-        self.assertEqual(same_origin(self.request({"host": "a:1", "origin": "http://a:2"})), refused)
-        self.assertEqual(same_origin(self.request({"host": "a", "origin": "http://a.evil"})), refused)
-        self.assertEqual(same_origin(self.request({"host": "a", "origin": "null"})), refused)
-
-    def test_default_hook(self) -> None:
-        """make_terminal_resource without a hook uses the same-origin check."""
-        resource = make_terminal_resource(FakeSupervisor(), MemoryReactorClock())
-        self.assertIs(resource.bridge.check_handshake, same_origin)

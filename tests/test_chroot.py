@@ -219,7 +219,7 @@ class ChrootTests(TestCase):
     @inlineCallbacks
     def make_root(self) -> Any:
         """A writable root over the cached one, with tini, ttyd and the bundle as the Containerfile puts them."""
-        from workshop_backend.ttydbin import bundled_ttyd
+        from workshop_backend.terminal.ttydbin import bundled_ttyd
 
         cached = cache_dir() / ROOT_NAME
         if not cached.is_dir():
@@ -388,7 +388,10 @@ class ChrootTests(TestCase):
         self.assertTrue(any(e.get("path") == "/api/v1/workshop" and e.get("status") == 200 for e in access), access)
         self.assertTrue(any("terminal opened" in e.get("message", "") for e in events), text)
         self.assertTrue(
-            any("stopped" in e.get("message", "") and e.get("logger") == "workshop_backend.supervisor" for e in events),
+            any(
+                "stopped" in e.get("message", "") and e.get("logger") == "workshop_backend.terminal.supervisor"
+                for e in events
+            ),
             text,
         )
         print(f"\nchroot: SIGTERM -> exit 0 in {took:.2f} s")

@@ -83,21 +83,21 @@ class EventStream(Protocol):
 
     async def next(self, name: str, match: Callable[[Any], bool] = lambda _: True, timeout: float = WAIT) -> Any:
         """The next event called ``name`` (after the last one returned) whose data ``match``es."""
-        deadline = reactor.seconds() + timeout  # type: ignore[attr-defined]
+        deadline = reactor.seconds() + timeout
         while True:
             for index in range(self.cursor, len(self.events)):
                 event, data = self.events[index]
                 if event == name and match(data):
                     self.cursor = index + 1
                     return data
-            remaining = deadline - reactor.seconds()  # type: ignore[attr-defined]
+            remaining = deadline - reactor.seconds()
             if remaining <= 0 or self.lost.called:
                 raise AssertionError(
                     f"no {name!r} event as expected within {timeout} s; got {self.events[self.cursor :]!r}"
                 )
             more: Deferred[None] = Deferred()
             self._more = more
-            timer = reactor.callLater(remaining, _fire, more)  # type: ignore[attr-defined]
+            timer = reactor.callLater(remaining, _fire, more)
             await more
             if timer.active():
                 timer.cancel()
@@ -119,7 +119,7 @@ class ContractTests(TestCase):
         root.putChild(b"", Data(b"hello from the service\n", "text/plain"))
         site = Site(root)
         site.noisy = False
-        self.service = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined, arg-type]
+        self.service = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[arg-type]
         self.addCleanup(self.service.stopListening)
         port = self.service.getHost().port  # type: ignore[attr-defined]
         self.root = Path(self.mktemp()).resolve()

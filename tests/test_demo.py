@@ -1,5 +1,5 @@
 # mypy: allow-untyped-calls
-"""Tests for :mod:`workshop_backend.demo`: the demo is a valid format-1 distribution.
+"""Tests for :mod:`workshop_backend.workshop.demo`: the demo is a valid format-1 distribution.
 
 The demo doubles as the authors' worked example, so it must use every feature
 (each rule type, exec and copy blocks, Killercoda markers, hints, a watched
@@ -18,10 +18,10 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from workshop_backend import demo
-from workshop_backend.demo import DEMO_IMAGE_TAG, load_demo, main, write_demo_distribution
-from workshop_backend.render import render_hint, render_markdown
+from workshop_backend.content.render import render_hint, render_markdown
 from workshop_backend.validation.spec import parse_validation
+from workshop_backend.workshop import demo
+from workshop_backend.workshop.demo import DEMO_IMAGE_TAG, load_demo, main, write_demo_distribution
 
 STEP_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 FORMAT_1_COLUMNS = {
@@ -97,22 +97,40 @@ class DemoDistributionTests(SynchronousTestCase):
         target.write_bytes(b"old content")
         write_demo_distribution(target)
         self.assertEqual(target.read_bytes()[:16], b"SQLite format 3\x00")
-        self.assertEqual(sorted(p.name for p in self.dir.iterdir()), ["demo.sqlite", "existing.sqlite"])
+        self.assertEqual(
+            sorted(p.name for p in self.dir.iterdir()),
+            ["demo.sqlite", "demo.sqlite.fingerprint", "existing.sqlite", "existing.sqlite.fingerprint"],
+        )
         self.assertEqual(os.stat(target).st_mode & 0o777, 0o644)
+
+    def test_written_once(self) -> None:
+        """The same content is not written again (``--demo`` starts fast); other content, or none, is."""
+        before = os.stat(self.path)
+        self.assertFalse(write_demo_distribution(self.path))
+        self.assertEqual(os.stat(self.path).st_ino, before.st_ino, "not replaced")
+        stamp = self.path.with_name(self.path.name + ".fingerprint")
+        stamp.write_text("another content")
+        self.assertTrue(write_demo_distribution(self.path))
+        self.assertNotEqual(os.stat(self.path).st_ino, before.st_ino)
+        self.path.write_bytes(b"damaged")
+        self.path.unlink()
+        self.assertTrue(write_demo_distribution(self.path), "a missing file is written whatever the stamp says")
 
     def test_failure_leaves_nothing(self) -> None:
         """If the rename fails, the temporary file is removed and the error propagates."""
         target = self.dir / "a-directory"
         (target / "child").mkdir(parents=True)
         self.assertRaises(OSError, write_demo_distribution, target)
-        self.assertEqual(sorted(p.name for p in self.dir.iterdir()), ["a-directory", "demo.sqlite"])
+        self.assertEqual(
+            sorted(p.name for p in self.dir.iterdir()), ["a-directory", "demo.sqlite", "demo.sqlite.fingerprint"]
+        )
 
     def test_loads_through_distribution_loader(self) -> None:
         """The backend's own loader accepts the demo (and every step is runnable as --step)."""
         try:
-            from workshop_backend.distribution import load_distribution
+            from workshop_backend.workshop.distribution import load_distribution
         except ImportError:  # pragma: no cover - the loader is written separately
-            raise self.skipTest("workshop_backend.distribution is not there yet") from None
+            raise self.skipTest("workshop_backend.workshop.distribution is not there yet") from None
         dist = load_distribution(self.path)
         workshop = dist.workshop
         self.assertEqual(workshop.id, "linux-first-steps")
@@ -192,7 +210,7 @@ class DemoContentTests(SynchronousTestCase):
 
 
 class MainTests(SynchronousTestCase):
-    """``python -m workshop_backend.demo OUT.sqlite``."""
+    """``python -m workshop_backend.workshop.demo OUT.sqlite``."""
 
     def run_main(self, *argv: str) -> tuple[int, str, str]:
         """Run ``main`` with captured output."""

@@ -14,9 +14,9 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.distributions import StepDef, file_rule, standard, write
-from workshop_backend.distribution import Distribution, DistributionError, load_distribution
-from workshop_backend.model import Step, Workshop
 from workshop_backend.validation.spec import Rule, ValidationSpec
+from workshop_backend.workshop.distribution import Distribution, DistributionError, load_distribution
+from workshop_backend.workshop.model import Step, Workshop
 
 
 def mutate(path: Path, script: str) -> Path:

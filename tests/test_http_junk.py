@@ -23,9 +23,9 @@ from twisted.trial.unittest import TestCase
 from twisted.web.static import Data
 
 from tests.test_api import Harness, standard
-from workshop_backend.api import Api
-from workshop_backend.security import Guard, content_security_policy
-from workshop_backend.site import GuardedResource, make_site
+from workshop_backend.http.api import Api
+from workshop_backend.http.security import Guard, content_security_policy
+from workshop_backend.http.site import GuardedResource, make_site
 
 SEED = 20261125
 RANDOM_CASES = 220
@@ -214,17 +214,18 @@ class HttpJunkTests(TestCase):
         h = Harness(self, standard(self))
         self.harness = h
         api = Api(
-            h.runtime,
             readiness=lambda: (True, "ready"),
             index_html=lambda: b"<!doctype html><title>ui</title>",
             static=h.api.static,
             terminal=Data(b"terminal", "text/plain"),
             events=Data(b"events", "text/plain"),
         )
+        api.attach(h.runtime)
         guard = Guard(auth="none", token=None)
         # Short deadlines: every connection ends within a second, stalled or kept alive.
         self.site = make_site(
             GuardedResource(api.resource(), guard, content_security_policy([])),
+            body_cap=api.body_cap,
             request_timeout=0.5,
             idle_timeout=0.5,
             timeout=1.0,

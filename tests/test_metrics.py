@@ -9,15 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
-from workshop_backend.metrics import (
-    Metrics,
-    MetricsListenService,
-    MetricsSink,
-    MetricsSite,
-    NullMetrics,
-    make_metrics_site,
-    route_of,
-)
+from workshop_backend.metrics import Metrics, MetricsListenService, MetricsSite, make_metrics_site
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -40,38 +32,6 @@ def make(**kwargs: Any) -> Metrics:
     return Metrics(
         {"version": "0.1.0", "workshop": "w", "workshop_version": "1", "step": "one"}, process=False, **kwargs
     )
-
-
-class RouteTests(SynchronousTestCase):
-    """Paths become a small, fixed set of route templates."""
-
-    def test_templates(self) -> None:
-        """Step ids, hint numbers, state keys and asset names are not labels."""
-        cases = {
-            "/": "/",
-            "/healthz": "/healthz",
-            "/readyz": "/readyz",
-            "/terminal": "/terminal",
-            "/static/app-IFFAQHQB.js": "/static/{path}",
-            "/static": "/static/{path}",
-            "/api/v1/workshop": "/api/v1/workshop",
-            "/api/v1/status": "/api/v1/status",
-            "/api/v1/steps/intro": "/api/v1/steps/{id}",
-            "/api/v1/steps/intro/hints/0": "/api/v1/steps/{id}/hints/{n}",
-            "/api/v1/steps/intro/validation": "/api/v1/steps/{id}/validation",
-            "/api/v1/state/my.key": "/api/v1/state/{key}",
-            "/api/v1/state": "/api/v1/state",
-            "/api/v1/navigation": "/api/v1/navigation",
-            "/api/v1/events": "/api/v1/events",
-            "/api/v1/progress": "/api/v1/progress",
-        }
-        self.assertEqual({path: route_of(path) for path in cases}, cases)
-
-    def test_unknown_and_query(self) -> None:
-        """Unknown paths are 'other'; bytes and query strings are handled."""
-        self.assertEqual(route_of("/wp-admin/x.php"), "other")
-        self.assertEqual(route_of("/api/v1/steps/a/b/c/d"), "other")
-        self.assertEqual(route_of(b"/?token=secret"), "/")
 
 
 class MetricsTests(SynchronousTestCase):
@@ -181,20 +141,6 @@ class MetricsTests(SynchronousTestCase):
         self.assertIn("process_resident_memory_bytes", names)
         self.assertIn("workshop_backend_info", names)
 
-    def test_null_metrics(self) -> None:
-        """NullMetrics has every method of the sink and does nothing."""
-        null: MetricsSink = NullMetrics()
-        null.observe_request("/", 200, 0.1)
-        null.terminal_opened()
-        null.terminal_closed(1000)
-        null.ttyd_restarted()
-        null.terminal_status({"state": "running", "restarts": 0})
-        null.validation("a", True, 0.1)
-        null.navigation("next")
-        sink_methods = {n for n in vars(MetricsSink) if not n.startswith("_")}
-        self.assertLessEqual(sink_methods, set(dir(NullMetrics)))
-        self.assertLessEqual(sink_methods, set(dir(Metrics)))
-
 
 class ResourceTests(SynchronousTestCase):
     """``/metrics`` over HTTP, in memory."""
@@ -225,40 +171,6 @@ class ResourceTests(SynchronousTestCase):
         client: Any = StubTreq(site.resource)
         response = self.successResultOf(client.get("http://metrics.invalid/metrics"))
         self.assertEqual(response.code, 200)
-
-
-class NoSslTests(SynchronousTestCase):
-    """The lean bundle has no ``ssl`` module; metrics must work there too."""
-
-    def test_import_without_ssl(self) -> None:
-        """prometheus_client imports with ``ssl`` (and ``HTTPSHandler``) missing; no placeholder stays behind."""
-        import sys
-        import urllib.request
-
-        from workshop_backend.metrics import import_prometheus_client
-
-        saved = {name: module for name, module in sys.modules.items() if name.startswith("prometheus_client")}
-        self.addCleanup(sys.modules.update, saved)
-        for name in saved:
-            del sys.modules[name]
-        saved_ssl = sys.modules.get("ssl")
-        if saved_ssl is not None:
-            self.addCleanup(sys.modules.__setitem__, "ssl", saved_ssl)
-        https = getattr(urllib.request, "HTTPSHandler", None)
-        if https is not None:
-            # As in a Python without ssl: urllib.request defines no HTTPSHandler.
-            del urllib.request.HTTPSHandler
-            self.addCleanup(setattr, urllib.request, "HTTPSHandler", https)
-        sys.modules["ssl"] = None  # type: ignore[assignment]  # makes "import ssl" raise ImportError
-        self.addCleanup(sys.modules.pop, "ssl", None)
-
-        module = import_prometheus_client()
-
-        self.assertIsNone(sys.modules["ssl"], "the placeholder ssl stayed behind")
-        self.assertFalse(hasattr(urllib.request, "HTTPSHandler"), "the placeholder HTTPSHandler stayed behind")
-        registry = module.CollectorRegistry()
-        module.Counter("c", "a counter", registry=registry).inc()
-        self.assertIn(b"c_total 1.0", module.generate_latest(registry))
 
 
 class OpenTerminalsTests(SynchronousTestCase):

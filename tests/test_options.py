@@ -23,9 +23,9 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from tests.distributions import StepDef, standard, write
 from workshop_backend import config
 from workshop_backend.config import Settings
-from workshop_backend.distribution import load_distribution
-from workshop_backend.security import LOOPBACK_HOSTS
+from workshop_backend.http.security import LOOPBACK_HOSTS
 from workshop_backend.tap import Options
+from workshop_backend.workshop.distribution import load_distribution
 
 TOKEN = "s3cret-token-0123456789"
 OTHER_TOKEN = "another-token-9876543210"
@@ -633,9 +633,9 @@ class DemoTests(OptionsTestCase):
     def test_demo(self) -> None:
         """The demo distribution is written into the state dir and loaded; --distribution is ignored."""
         try:
-            import workshop_backend.demo  # noqa: F401
+            import workshop_backend.workshop.demo  # noqa: F401
         except ImportError:
-            raise SkipTest("workshop_backend.demo does not exist yet") from None
+            raise SkipTest("workshop_backend.workshop.demo does not exist yet") from None
         settings = self.parse(["--demo", "--distribution", "/nonexistent"])
         demo_path = self.state / "demo" / "distribution.sqlite"
         self.assertEqual((settings.demo, settings.distribution.path), (True, demo_path))

@@ -1,5 +1,5 @@
 # mypy: allow-untyped-calls
-"""Tests for :mod:`workshop_backend.render`: the UI's markup contract and the sanitizer.
+"""Tests for :mod:`workshop_backend.content.render`: the UI's markup contract and the sanitizer.
 
 The web UI is built against the exact markup of code blocks and inline
 actions, and it takes the text to run from ``textContent``; these tests parse
@@ -18,7 +18,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from workshop_backend.render import code_block_html, render_hint, render_markdown
+from workshop_backend.content.render import code_block_html, render_hint, render_markdown
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The application layer (``workshop_backend/runtime.py``) in memory.
 
-A real working copy made by :func:`workshop_backend.workingcopy.prepare`, a
-:class:`~workshop_backend.store.Store` over a synchronous pool (or one whose
+A real working copy made by :func:`workshop_backend.state.workingcopy.prepare`, a
+:class:`~workshop_backend.state.store.Store` over a synchronous pool (or one whose
 transactions the test releases by hand), a fake checker, a fake terminal, a
 recording hub and a :class:`~twisted.internet.task.Clock`: the watch loop,
 shared validation runs, the navigation lock, failing checkers and resume,
@@ -19,11 +19,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests import distributions
 from tests.distributions import StepDef, file_rule
-from tests.fakes import FakeChecker, FakeTerminal, RecordingHub, SyncPool, working_copy
-from workshop_backend.errors import ApiError
-from workshop_backend.render import render_markdown
-from workshop_backend.runtime import WorkshopRuntime
-from workshop_backend.store import Store
+from tests.fakes import FakeChecker, FakeTerminal, RecordingHub, SyncPool, open_runtime, working_copy
+from workshop_backend.http.views import progress_body, status_body
+from workshop_backend.state.store import Store
+from workshop_backend.workshop.errors import Refused, StepNotCompleted
+from workshop_backend.workshop.navigation import Action
 
 
 def steps() -> list[StepDef]:
@@ -102,39 +102,40 @@ class Rig:
         self.hub = RecordingHub()
         self.checker = FakeChecker(self.clock)
         self.active = True
-        self.runtime = WorkshopRuntime(
-            self.workshop,
-            container_step=container,
-            clock=self.clock,
-            render=render_markdown,
-            hub=self.hub,
-            checker=self.checker,
-            terminal=FakeTerminal(),
-            watch_active=lambda: self.active,
-        )
-        case.addCleanup(self.runtime.close)
+        self.distribution = distribution
+        self.container = container
         self.case = case
         if open_runtime:
             self.open()
 
     def open(self) -> None:
         """Open the runtime over the store."""
-        self.case.successResultOf(ensureDeferred(self.runtime.open(self.store)))
+        self.runtime = open_runtime(
+            self.case,
+            self.distribution,
+            self.store,
+            container=self.container,
+            clock=self.clock,
+            hub=self.hub,
+            checker=self.checker,
+            watch_active=lambda: self.active,
+        )
 
-    def nav(self, action: str, step: str | None = None) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
+        """The status, as the API shows it."""
+        return status_body(self.runtime.status())
+
+    def nav(self, action: Action, step: str | None = None) -> dict[str, Any]:
         """A navigation that must succeed at once; answers the status."""
-        body = {"action": action} if step is None else {"action": action, "step": step}
-        result: dict[str, Any] = self.case.successResultOf(ensureDeferred(self.runtime.navigate(body)))
-        return result
+        return status_body(self.case.successResultOf(ensureDeferred(self.runtime.navigate(action, step))))
 
-    def navigating(self, action: str, step: str | None = None) -> Deferred[dict[str, Any]]:
-        """A navigation as a Deferred (it may wait)."""
-        body = {"action": action} if step is None else {"action": action, "step": step}
-        return ensureDeferred(self.runtime.navigate(body))
+    def navigating(self, action: Action, step: str | None = None) -> Deferred[dict[str, Any]]:
+        """A navigation as a Deferred (it may wait); fires with the status as the API shows it."""
+        return ensureDeferred(self.runtime.navigate(action, step)).addCallback(status_body)
 
     def progress(self, step_id: str) -> dict[str, Any]:
         """One step's row of ``/api/v1/progress``."""
-        rows = self.case.successResultOf(ensureDeferred(self.runtime.progress()))["steps"]
+        rows = progress_body(self.case.successResultOf(ensureDeferred(self.runtime.progress())))["steps"]
         for row in rows:
             if row["step"] == step_id:
                 return dict(row)
@@ -202,7 +203,7 @@ class WatchTests(SynchronousTestCase):
         rig.clock.advance(5)
         rig.nav("next")
         rig.nav("previous")
-        self.assertEqual(rig.runtime.status()["current_step"], "watched")
+        self.assertEqual(rig.status()["current_step"], "watched")
         rig.clock.advance(60)
         self.assertEqual(rig.checker.runs, ["watched"])
 
@@ -296,14 +297,14 @@ class SharedRunTests(SynchronousTestCase):
         rig.checker.verdicts["gated"] = True
         result = self.successResultOf(rig.runtime.validate("gated"))
         self.assertTrue(result.passed)
-        self.assertIn("gated", rig.runtime.status()["completed_steps"])
+        self.assertIn("gated", rig.status()["completed_steps"])
 
     def test_step_of_other_image_refused(self) -> None:
-        """A step of another image: ``ApiError`` 409 ``step_not_in_container``, nothing run."""
+        """A step of another image: ``Refused`` ``step_not_in_container``, nothing run."""
         rig = Rig(self)
-        with self.assertRaises(ApiError) as caught:
+        with self.assertRaises(Refused) as caught:
             rig.runtime.validate("far")
-        self.assertEqual((caught.exception.status, caught.exception.code), (409, "step_not_in_container"))
+        self.assertEqual(caught.exception.code, "step_not_in_container")
         self.assertEqual(rig.checker.runs, [])
 
     def test_failing_checker_fails_every_sharer(self) -> None:
@@ -362,7 +363,7 @@ class NavigationLockTests(SynchronousTestCase):
         self.assertEqual(status["current_step"], "watched-2")
         self.assertEqual(status["completed_steps"], ["gated", "plain"])
         self.assertEqual(rig.checker.runs, ["gated"], "the second next did not evaluate the gate again")
-        moves = [data["current_step"] for name, data in rig.hub.events if name == "status"]  # type: ignore[index]
+        moves = [data["current_step"] for name, data in rig.hub.events if name == "status"]
         self.assertEqual(moves[-2:], ["plain", "watched-2"])
 
     def test_move_answers_its_own_position(self) -> None:
@@ -380,7 +381,7 @@ class NavigationLockTests(SynchronousTestCase):
         second = rig.navigating("next")
         rig.checker.hold.callback(None)
         self.assertEqual(self.successResultOf(second)["current_step"], "watched-2")
-        moves = [data["current_step"] for name, data in rig.hub.events if name == "status"]  # type: ignore[index]
+        moves = [data["current_step"] for name, data in rig.hub.events if name == "status"]
         self.assertEqual(moves[-2:], ["plain", "watched-2"])
         self.assertEqual(self.successResultOf(first)["current_step"], "plain")
 
@@ -393,10 +394,9 @@ class NavigationLockTests(SynchronousTestCase):
         hold, rig.checker.hold = rig.checker.hold, None
         rig.checker.verdicts["gated"] = True
         hold.callback(None)
-        error = self.failureResultOf(first, ApiError).value
-        assert isinstance(error, ApiError)
-        self.assertEqual((error.status, error.code), (409, "step_not_completed"))
-        self.assertFalse(error.extra["validation"]["passed"])
+        error = self.failureResultOf(first, StepNotCompleted).value
+        assert isinstance(error, StepNotCompleted)
+        self.assertFalse(error.result.passed)
         self.assertEqual(self.successResultOf(second)["current_step"], "plain")
 
     def test_validation_passing_while_move_is_saved_is_kept(self) -> None:
@@ -419,7 +419,7 @@ class NavigationLockTests(SynchronousTestCase):
         self.assertTrue(self.successResultOf(check).passed)
         self.assertEqual(self.successResultOf(move)["current_step"], "gated")
         self.assertIsNotNone(rig.progress("watched")["completed_at"], "the working copy has it completed")
-        self.assertIn("watched", rig.runtime.status()["completed_steps"])
+        self.assertIn("watched", rig.status()["completed_steps"])
 
 
 class OpenTests(SynchronousTestCase):
@@ -432,7 +432,7 @@ class OpenTests(SynchronousTestCase):
             rig.store.save_move(current_step="far", target_step=None, phase="ready", completed=(), now="x")
         )
         rig.open()
-        status = rig.runtime.status()
+        status = rig.status()
         self.assertEqual(
             (status["current_step"], status["container_step"], status["target_step"], status["phase"]),
             ("far", "intro", "far", "transitioning"),
@@ -446,18 +446,10 @@ class OpenTests(SynchronousTestCase):
         """A copy already ``transitioning`` to a step of another image stays so after a restart."""
         first = Rig(self)
         first.nav("jump", "far")
-        again = WorkshopRuntime(
-            first.workshop,
-            container_step="intro",
-            clock=first.clock,
-            render=render_markdown,
-            hub=RecordingHub(),
-            checker=first.checker,
-            terminal=FakeTerminal(),
+        again = open_runtime(
+            self, first.distribution, first.store, container="intro", clock=first.clock, checker=first.checker
         )
-        self.addCleanup(again.close)
-        self.successResultOf(ensureDeferred(again.open(first.store)))
-        status = again.status()
+        status = status_body(again.status())
         self.assertEqual(
             (status["current_step"], status["target_step"], status["phase"]), ("far", "far", "transitioning")
         )
@@ -469,7 +461,7 @@ class OpenTests(SynchronousTestCase):
             rig.store.save_move(current_step="far", target_step="far", phase="transitioning", completed=(), now="x")
         )
         rig.open()
-        status = rig.runtime.status()
+        status = rig.status()
         self.assertEqual((status["current_step"], status["target_step"], status["phase"]), ("far", None, "ready"))
         row = self.successResultOf(rig.store.load_runtime())
         self.assertEqual((row.target_step, row.phase), (None, "ready"))
@@ -478,18 +470,8 @@ class OpenTests(SynchronousTestCase):
         """A completed workshop stays ``completed`` after a restart."""
         rig = Rig(self, container="last")
         rig.nav("complete")
-        again = WorkshopRuntime(
-            rig.workshop,
-            container_step="last",
-            clock=rig.clock,
-            render=render_markdown,
-            hub=RecordingHub(),
-            checker=rig.checker,
-            terminal=FakeTerminal(),
-        )
-        self.addCleanup(again.close)
-        self.successResultOf(ensureDeferred(again.open(rig.store)))
-        self.assertEqual(again.status()["phase"], "completed")
+        again = open_runtime(self, rig.distribution, rig.store, container="last", clock=rig.clock, checker=rig.checker)
+        self.assertEqual(again.status().phase, "completed")
         rig.clock.advance(10)
         self.assertEqual(rig.checker.runs, [], "no watch after completion, on resume either")
 

@@ -28,8 +28,9 @@ from tests import daemon as d
 from tests.test_api import BASE, JSON, TOKEN, Harness, standard
 from tests.test_render import audit
 from workshop_backend.config import resolve_token
-from workshop_backend.render import render_markdown
-from workshop_backend.security import (
+from workshop_backend.content.render import render_markdown
+from workshop_backend.http.api import Api
+from workshop_backend.http.security import (
     LOOPBACK_HOSTS,
     Guard,
     canonical_path,
@@ -37,7 +38,7 @@ from workshop_backend.security import (
     generate_token,
     normalise_origin,
 )
-from workshop_backend.site import GuardedResource, make_site
+from workshop_backend.http.site import GuardedResource, make_site
 
 BEARER: dict[str, Any] = {"Authorization": f"Bearer {TOKEN}"}
 CSP_BASE = "default-src 'self'; style-src 'self' 'unsafe-inline'"
@@ -87,7 +88,7 @@ class MemoryChannel:
                 return b"ok"
 
         self.clock = Clock()
-        self.site = make_site(resource or Sink(), reactor=self.clock)
+        self.site = make_site(resource or Sink(), body_cap=Api.body_cap, reactor=self.clock)
         self.channel = self.site.buildProtocol(None)
         self.transport = StringTransport()
         self.channel.makeConnection(self.transport)
@@ -157,7 +158,7 @@ class PathCanonicalTests(SynchronousTestCase):
             with self.subTest(path=path):
                 code, _, _ = h.request("POST", path, {"action": "next"}, allow_redirects=False)
                 self.assertIn(code, (401, 404))
-        self.assertEqual(h.runtime.status()["current_step"], "intro")
+        self.assertEqual(h.runtime.status().current_step, "intro")
 
     def test_canonical_path(self) -> None:
         """The decoded path, or None for one that could be read two ways."""
@@ -188,9 +189,10 @@ class PathCanonicalTests(SynchronousTestCase):
 
     def test_public_paths(self) -> None:
         """Only the probes, the page and its assets are public; a new route is private by default."""
-        for path in ("/", "/healthz", "/readyz", "/static", "/static/app.js", "/favicon.ico"):
+        for path in ("/healthz", "/readyz", "/static", "/static/app.js", "/favicon.ico"):
             self.assertFalse(Guard.needs_auth(path), path)
-        for path in ("/api/v1/status", "/api/v1/events", "/terminal", "/metrics", "/healthz/x", "/staticx"):
+        # The page needs credentials too: without them it answers the token page.
+        for path in ("/", "/api/v1/status", "/api/v1/events", "/terminal", "/metrics", "/healthz/x", "/staticx"):
             self.assertTrue(Guard.needs_auth(path), path)
 
     def test_unknown_paths_need_credentials(self) -> None:
@@ -284,8 +286,8 @@ class TokenLoginTests(SynchronousTestCase):
         cookies = session_cookie(self, h)
         self.assertEqual(h.get("/api/v1/status", cookies=cookies)[0], 200)
         self.assertEqual(h.get("/api/v1/events", cookies=cookies)[0], 200)
-        # The Harness has no terminal: 503 means the guard let the request through.
-        self.assertEqual(h.get("/terminal", cookies=cookies)[0], 503)
+        # The Harness's terminal is a stand-in resource: 200 means the guard let the request through.
+        self.assertEqual(h.get("/terminal", cookies=cookies)[0], 200)
         self.assertEqual(h.get("/", cookies=cookies)[0], 200)
 
     def test_bearer_grants_api_events_terminal(self) -> None:
@@ -295,7 +297,7 @@ class TokenLoginTests(SynchronousTestCase):
             with self.subTest(header=header):
                 self.assertEqual(h.get("/api/v1/status", headers={"Authorization": header})[0], 200)
         self.assertEqual(h.get("/api/v1/events", headers=BEARER)[0], 200)
-        self.assertEqual(h.get("/terminal", headers=BEARER)[0], 503)
+        self.assertEqual(h.get("/terminal", headers=BEARER)[0], 200)
 
     def test_without_credentials(self) -> None:
         """401 JSON for the API, events and terminal; the token page for ``/``; probes and assets open."""
@@ -403,7 +405,7 @@ class AccessLogTests(SynchronousTestCase):
         self.addCleanup(globalLogPublisher.removeObserver, observer)
         h = guarded(self)
         # A real Site (the Harness's StubTreq has its own), over a memory channel.
-        site = make_site(h.resource, reactor=Clock())
+        site = make_site(h.resource, body_cap=Api.body_cap, reactor=Clock())
         for request in (
             f"GET /?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
             f"GET /?token={TOKEN}x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
@@ -618,7 +620,7 @@ class OriginTests(SynchronousTestCase):
                 with self.subTest(method=method, origin=origin):
                     code, out, _ = h.request(method, path, body, headers={**JSON, **BEARER, "Origin": origin})
                     self.assertEqual((code, out["error"]), (403, "forbidden_origin"))
-        self.assertEqual(h.runtime.status()["current_step"], "intro")
+        self.assertEqual(h.runtime.status().current_step, "intro")
         headers = {**JSON, **BEARER, "Origin": "http://127.0.0.1:8080"}
         self.assertEqual(h.request("PUT", "/api/v1/state/k", 1, headers=headers)[0], 200)
         self.assertEqual(h.request("PUT", "/api/v1/state/k", 2, headers={**JSON, **BEARER})[0], 200)
@@ -644,9 +646,9 @@ class OriginTests(SynchronousTestCase):
                 with self.subTest(origin=origin, upgrade=bool(headers)):
                     code, body = h.get("/terminal", headers={**headers, "Origin": origin}, cookies=cookies)
                     self.assertEqual((code, body["error"]), (403, "forbidden_origin"))
-        # Same origin, or no Origin at all (not a browser): through to the terminal (503: none here).
-        self.assertEqual(h.get("/terminal", headers={**upgrade, "Origin": BASE}, cookies=cookies)[0], 503)
-        self.assertEqual(h.get("/terminal", headers=upgrade, cookies=cookies)[0], 503)
+        # Same origin, or no Origin at all (not a browser): through to the terminal (a stand-in here: 200).
+        self.assertEqual(h.get("/terminal", headers={**upgrade, "Origin": BASE}, cookies=cookies)[0], 200)
+        self.assertEqual(h.get("/terminal", headers=upgrade, cookies=cookies)[0], 200)
         # Without credentials a same-origin handshake is still refused.
         self.assertEqual(guarded(self).get("/terminal", headers={**upgrade, "Origin": BASE})[0], 401)
 
@@ -679,7 +681,7 @@ class OriginTests(SynchronousTestCase):
         h = guarded(self, origins=("https://lms.example",))
         headers = {**JSON, **BEARER, "Origin": "https://lms.example"}
         self.assertEqual(h.request("PUT", "/api/v1/state/k", 1, headers=headers)[0], 200)
-        self.assertEqual(h.get("/terminal", headers={**BEARER, "Origin": "https://lms.example"})[0], 503)
+        self.assertEqual(h.get("/terminal", headers={**BEARER, "Origin": "https://lms.example"})[0], 200)
         headers["Origin"] = "https://lms.example.evil.example"
         self.assertEqual(h.request("PUT", "/api/v1/state/k", 1, headers=headers)[0], 403)
 
@@ -996,26 +998,32 @@ class StaticTests(SynchronousTestCase):
         (self.static / "sub").mkdir(parents=True)
         (self.static / "app-ABCDEFGH12.js").write_text("console.log(1)")
         (self.static / "sub" / "inner.txt").write_text("inner")
+        (self.static / "inside.css").write_text("body{}")
         (self.static / ".env").write_text("SECRET=1")
         (root / "secret.txt").write_text("TOP SECRET")
         (root / "outside").mkdir()
         (root / "outside" / "x.txt").write_text("TOP SECRET")
         os.symlink(root / "secret.txt", self.static / "link-out.txt")
+        os.symlink(root / "secret.txt", self.static / "link-out.css")
         os.symlink(root / "outside", self.static / "dir-out")
         os.symlink("../secret.txt", self.static / "sub" / "rel-out.txt")
         os.symlink(self.static / "sub" / "inner.txt", self.static / "link-in.txt")
+        os.symlink(self.static / "inside.css", self.static / "link-in.css")
         self.h = guarded(self, auth="none", static_dir=self.static)
 
     def test_served(self) -> None:
         """A normal asset and a symlink that stays inside are served."""
         self.assertEqual(self.h.request("HEAD", "/static/app-ABCDEFGH12.js")[0], 200)
-        self.assertEqual(self.h.request("HEAD", "/static/sub/inner.txt")[0], 200)
-        self.assertEqual(self.h.request("HEAD", "/static/link-in.txt")[0], 200)
+        self.assertEqual(self.h.request("HEAD", "/static/inside.css")[0], 200)
+        self.assertEqual(self.h.request("HEAD", "/static/link-in.css")[0], 200)
 
     def test_refused(self) -> None:
         """Every escape is a JSON 404 (not 403: nothing is confirmed to exist)."""
         for path in (
+            "/static/link-out.css",
             "/static/link-out.txt",
+            "/static/link-in.txt",
+            "/static/sub/inner.txt",
             "/static/dir-out/x.txt",
             "/static/dir-out/",
             "/static/sub/rel-out.txt",
@@ -1045,11 +1053,15 @@ class StaticTests(SynchronousTestCase):
                         self.assertEqual(body["error"], "not_found")
                         self.assertNotIn(b"SECRET", json.dumps(body).encode())
 
-    def test_no_scripts_processed(self) -> None:
-        """``.rpy``/``.epy`` files are served as files, never run."""
+    def test_only_what_the_build_writes(self) -> None:
+        """Only the UI build's kinds of files: never ``.rpy`` scripts, Python files or caches."""
         (self.static / "x.rpy").write_text("raise SystemExit")
-        code, _, _ = self.h.request("HEAD", "/static/x.rpy")
-        self.assertEqual(code, 200)
+        (self.static / "__init__.py").write_text("")
+        (self.static / "__pycache__").mkdir()
+        (self.static / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+        for path in ("/static/x.rpy", "/static/__init__.py", "/static/__pycache__/x.cpython-311.pyc"):
+            with self.subTest(path=path):
+                self.assertEqual(self.h.request("HEAD", path)[0], 404)
 
 
 # -- markdown ----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 # mypy: allow-untyped-calls
-"""Tests for :mod:`workshop_backend.supervisor`, against a memory process reactor and a Clock."""
+"""Tests for :mod:`workshop_backend.terminal.supervisor`, against a memory process reactor and a Clock."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from tests.fakes import as_reactor
 from tests.fakes_process import FakeProcessState, FakeProcessTransport, MemoryProcessReactor, SpawnedProcess
-from workshop_backend import childexec
-from workshop_backend.supervisor import (
+from workshop_backend.support import childexec
+from workshop_backend.terminal.supervisor import (
     MAX_SOCKET_PATH,
     TtydSupervisor,
     connect_probe,
@@ -193,7 +194,7 @@ class StartTests(SupervisorTestCase):
 
     def test_default_probe_connects(self) -> None:
         """The default probe connects to the UNIX socket and hangs up once connected."""
-        probe = connect_probe(self.reactor)
+        probe = connect_probe(as_reactor(self.reactor))
         d = probe("/run/x/ttyd.sock")
         [(address, factory, _timeout, _check)] = self.reactor.unixClients
         self.assertEqual(address, "/run/x/ttyd.sock")

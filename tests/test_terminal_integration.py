@@ -28,9 +28,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 import workshop_backend
-from workshop_backend.bridge import TerminalBridge
-from workshop_backend.supervisor import TtydSupervisor
-from workshop_backend.ttydbin import TtydNotFound, bundled_ttyd
+from workshop_backend.terminal.bridge import TerminalBridge
+from workshop_backend.terminal.supervisor import TtydSupervisor
+from workshop_backend.terminal.ttydbin import TtydNotFound, bundled_ttyd
 
 reactor: Any = _reactor
 DEADLINE = 20.0
@@ -76,7 +76,7 @@ def kill_if_running(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-class Term(WebSocketClientProtocol):  # type: ignore[misc]
+class Term(WebSocketClientProtocol):
     """A terminal client speaking ttyd's protocol, as the browser does."""
 
     columns = 80
@@ -152,7 +152,7 @@ class TerminalIntegrationTests(TestCase):
         )
         self.supervisor.startService()
         self.addCleanup(self.supervisor.stopService)
-        self.bridge = TerminalBridge(self.supervisor, reactor)
+        self.bridge = TerminalBridge(self.supervisor, reactor, check_handshake=lambda request: None)
         self.addCleanup(self.bridge.stopService)
         root = Resource()
         root.putChild(b"terminal", self.bridge.resource)
@@ -293,7 +293,7 @@ class ParentKilledTests(TestCase):
         self.addCleanup(sock.unlink, missing_ok=True)
         script = (
             "import subprocess, sys\n"
-            "from workshop_backend import childexec\n"
+            "from workshop_backend.support import childexec\n"
             "argv = childexec.wrap(sys.argv[1:], die_with_parent=True)\n"
             "child = subprocess.Popen(argv)\n"
             "print(child.pid, flush=True)\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from workshop_backend.timefmt import parse_rfc3339, rfc3339
+from workshop_backend.support.timefmt import parse_rfc3339, rfc3339
 
 
 class Rfc3339Tests(SynchronousTestCase):

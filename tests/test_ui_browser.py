@@ -72,7 +72,7 @@ def _skip_reason() -> str | None:
     except ImportError:
         return "the playwright package is not installed (pip install .[test])"
     try:
-        from workshop_backend.ttydbin import find_ttyd
+        from workshop_backend.terminal.ttydbin import find_ttyd
 
         find_ttyd(None)
     except Exception as e:  # any failure to find ttyd means: skip, saying why
@@ -624,7 +624,7 @@ class TransitionTests(BrowserTestCase):
         prepared; when the old backend goes and the next step's backend
         answers on the same address, the page shows that step and a working
         terminal with no click."""
-        from workshop_backend.demo import write_demo_distribution
+        from workshop_backend.workshop.demo import write_demo_distribution
 
         distribution = Path(self.mktemp()).resolve() / "two-images.sqlite"
         distribution.parent.mkdir(parents=True)

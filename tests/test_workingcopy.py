@@ -13,10 +13,17 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.distributions import StepDef, standard, write
-from workshop_backend import workingcopy
-from workshop_backend.distribution import Distribution, DistributionError, load_distribution
-from workshop_backend.timefmt import rfc3339
-from workshop_backend.workingcopy import SCHEMA_VERSION, WORKING_COPY, WorkingCopy, prepare, recorded_hash, schema_sql
+from workshop_backend.state import workingcopy
+from workshop_backend.state.workingcopy import (
+    SCHEMA_VERSION,
+    WORKING_COPY,
+    WorkingCopy,
+    prepare,
+    recorded_hash,
+    schema_sql,
+)
+from workshop_backend.support.timefmt import rfc3339
+from workshop_backend.workshop.distribution import Distribution, DistributionError, load_distribution
 
 NOW = 1_795_000_000.0
 DISTRIBUTION_TABLES = ("workshop", "steps", "step_metadata")

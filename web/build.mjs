@@ -1,4 +1,4 @@
-// Bundle web/src into workshop_backend/static (or --outdir DIR).
+// Bundle web/src into src/workshop_backend/static (or --outdir DIR).
 //
 // Output: index.html (served at / with no-cache) and content-hashed
 // app-HASH.js / app-HASH.css (long cache: the server matches
@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const outIndex = args.indexOf("--outdir");
-const outdir = outIndex >= 0 ? resolve(args[outIndex + 1]) : resolve(here, "..", "workshop_backend", "static");
+const outdir = outIndex >= 0 ? resolve(args[outIndex + 1]) : resolve(here, "..", "src", "workshop_backend", "static");
 const HASHED = /-[A-Za-z0-9]{8,}\.(js|css|woff2?|svg|png)$/;
 
 const stage = mkdtempSync(join(tmpdir(), "workshop-ui-"));

@@ -1,0 +1,47 @@
+"""Each step's and hint's HTML, rendered once and kept.
+
+The markdown stack (Python-Markdown, pymdown-extensions, Pygments, nh3) is
+imported on the first render, not at start: the daemon answers ``/readyz``
+without it, and the service renders every step in a thread right after
+(:meth:`CachedRenderer.warm`), before a student asks.
+"""
+
+from __future__ import annotations
+
+from workshop_backend.workshop.model import Step, Workshop
+
+
+class CachedRenderer:
+    """Step and hint markdown to sanitized HTML, each text rendered once."""
+
+    def __init__(self) -> None:
+        self._html: dict[tuple[str, int], str] = {}
+
+    def _render(self, markdown: str, hint: int) -> str:
+        key = (markdown, hint)
+        html = self._html.get(key)
+        if html is None:
+            from workshop_backend.content.render import render_hint, render_markdown
+
+            html = render_markdown(markdown) if hint < 0 else render_hint(markdown, hint)
+            self._html[key] = html
+        return html
+
+    def step(self, step: Step) -> str:
+        """The step's HTML."""
+        return self._render(step.markdown, -1)
+
+    def hint(self, step: Step, index: int) -> str:
+        """Hint ``index`` of the step (its ids prefixed ``hint-N-``)."""
+        return self._render(step.hints[index], index)
+
+    def warm(self, workshop: Workshop) -> None:
+        """Render every step and hint now (the first render also loads Pygments' lexers).
+
+        Safe in a thread: each render builds its own Markdown, and a race
+        only renders a text twice.
+        """
+        for step in workshop.steps:
+            self.step(step)
+            for index in range(len(step.hints)):
+                self.hint(step, index)

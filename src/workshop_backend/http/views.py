@@ -1,0 +1,106 @@
+"""The JSON shapes of contract section 4: application values in, dicts out.
+
+The application layer answers with values (:class:`Status`,
+:class:`StepView`...); only this module knows how the API spells them.  The
+event stream uses the same shapes (:func:`event_data`), so a ``status``
+event and ``GET /api/v1/status`` never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from workshop_backend.application.runtime import Status, StepProgress, StepView
+from workshop_backend.state.store import StateEntry
+from workshop_backend.validation.evaluate import ValidationResult
+from workshop_backend.workshop.model import Workshop
+from workshop_backend.workshop.navigation import StepStatus
+
+
+def whole_seconds(value: float | None) -> float | int | None:
+    """Whole seconds as an integer (``5``, not ``5.0``)."""
+    return int(value) if value is not None and math.isfinite(value) and value.is_integer() else value
+
+
+def status_body(status: Status) -> dict[str, Any]:
+    """``GET /api/v1/status`` and the ``status`` event."""
+    return {
+        "workshop": status.workshop,
+        "current_step": status.current_step,
+        "container_step": status.container_step,
+        "target_step": status.target_step,
+        "phase": status.phase,
+        "step_index": status.step_index,
+        "step_count": status.step_count,
+        "completed_steps": list(status.completed_steps),
+        "terminal": status.terminal,
+        "started_at": status.started_at,
+    }
+
+
+def workshop_body(workshop: Workshop, statuses: dict[str, StepStatus]) -> dict[str, Any]:
+    """``GET /api/v1/workshop``."""
+    return {
+        "id": workshop.id,
+        "title": workshop.title,
+        "version": workshop.version,
+        "description": workshop.description,
+        "navigation": workshop.navigation,
+        "steps": [
+            {"id": s.id, "position": s.position, "title": s.title, "status": statuses[s.id]} for s in workshop.steps
+        ],
+    }
+
+
+def step_body(view: StepView) -> dict[str, Any]:
+    """``GET /api/v1/steps/{id}``."""
+    step = view.step
+    spec = step.validation
+    return {
+        "id": step.id,
+        "position": step.position,
+        "title": step.title,
+        "markdown": step.markdown,
+        "html": view.html,
+        "hints": len(step.hints),
+        "validation": {"gate": spec.gate, "rules": len(spec.rules), "watch": whole_seconds(spec.watch)},
+        "previous": view.previous,
+        "next": view.next,
+    }
+
+
+def hint_body(index: int, html: str) -> dict[str, Any]:
+    """``GET /api/v1/steps/{id}/hints/{n}``."""
+    return {"index": index, "html": html}
+
+
+def progress_body(steps: list[StepProgress]) -> dict[str, Any]:
+    """``GET /api/v1/progress``."""
+    return {
+        "steps": [
+            {
+                "step": p.step,
+                "status": p.status,
+                "viewed_at": p.viewed_at,
+                "completed_at": p.completed_at,
+                "attempts": p.attempts,
+                "hints_revealed": p.hints_revealed,
+            }
+            for p in steps
+        ]
+    }
+
+
+def state_body(entry: StateEntry) -> dict[str, Any]:
+    """``GET``/``PUT /api/v1/state/{key}``."""
+    return {"key": entry.key, "value": entry.value, "updated_at": entry.updated_at}
+
+
+def event_data(data: object) -> object:
+    """An event's data as JSON: application values in their API shape, the rest as they are."""
+    if isinstance(data, Status):
+        return status_body(data)
+    if isinstance(data, ValidationResult):
+        return data.to_json()
+    return data

@@ -1,0 +1,70 @@
+"""The ``workshop-backend`` console script: the container's ENTRYPOINT.
+
+It does what ``twistd -n --pidfile= workshop-backend ...`` does, with the same
+:class:`~workshop_backend.tap.Options` and
+:func:`~workshop_backend.tap.makeService`, minus the plugin scan and the
+pidfile, and with what an ENTRYPOINT needs: a bad option or distribution is
+ONE line on stderr and exit code 2 (twistd prints the whole usage), a fatal
+fault at run time exits 1, SIGTERM/SIGINT stop cleanly with 0.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from twisted.python.usage import UsageError
+
+EXIT_USAGE = 2
+
+
+def start_logging(log_format: str, out: TextIO, reactor: Any) -> None:
+    """Text lines on a terminal, flat JSON lines for log collectors."""
+    from twisted.logger import globalLogBeginner
+
+    from workshop_backend.logs import LineObserver
+
+    observer = LineObserver(out, json_lines=log_format == "json", call_soon=lambda f: reactor.callLater(0, f))
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False, discardBuffer=True)
+
+
+def run(argv: Sequence[str], *, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    """Parse, wire, run the reactor; the process's exit code."""
+    if argv and argv[0] == "--childexec":
+        from workshop_backend.support import childexec
+
+        return childexec.run(argv[1:])
+
+    from workshop_backend.tap import Options, makeService
+
+    options = Options()
+    try:
+        options.parseOptions(list(argv))
+    except UsageError as e:
+        print(f"workshop-backend: {e}", file=stderr)
+        return EXIT_USAGE
+    assert options.settings is not None
+    from workshop_backend.support.reactor import global_reactor
+
+    reactor = global_reactor()
+    start_logging(options.settings.log_format, stdout, reactor)
+    service = makeService(options, reactor)
+    # Everything imported so far lives as long as the process: keep it out of
+    # the cyclic collector's full passes (shorter pauses under load).
+    gc.collect()
+    gc.freeze()
+    reactor.callWhenRunning(service.startService)
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+    return int(getattr(service, "exit_code", 0))
+
+
+def main() -> None:
+    """Console script entry point."""
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

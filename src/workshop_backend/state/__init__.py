@@ -1,0 +1,8 @@
+"""The working copy: the per-instance SQLite file and the only SQL.
+
+- :mod:`~workshop_backend.state.workingcopy`: make (copy, fsync, rename) or
+  resume the working copy; blocking, run in a thread at start.
+- :mod:`~workshop_backend.state.store`: every statement, over
+  ``adbapi.ConnectionPool`` (one connection, one writer).
+- ``schema/vN.sql``: the runtime tables, versioned.
+"""

@@ -1,0 +1,237 @@
+"""The working copy, through ``twisted.enterprise.adbapi``: the only SQL.
+
+One connection (``cp_min = cp_max = 1``), so there is exactly one writer and
+statements run one after another in adbapi's thread; the reactor thread never
+touches sqlite.  Every method that writes commits before its Deferred fires,
+so the API can promise that a write is durable before it answers.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred
+
+from workshop_backend.workshop.model import Phase
+
+
+@dataclass(frozen=True)
+class RuntimeRow:
+    """The persisted part of the status (``runtime_state``)."""
+
+    current_step: str
+    target_step: str | None
+    phase: Phase
+    started_at: str
+    completed_at: str | None
+
+
+@dataclass(frozen=True)
+class ProgressRow:
+    """One step's progress."""
+
+    step: str
+    viewed_at: str | None
+    completed_at: str | None
+    attempts: int
+    hints_revealed: int
+
+
+@dataclass(frozen=True)
+class StateEntry:
+    """One custom state value (decoded JSON)."""
+
+    key: str
+    value: object
+    updated_at: str
+
+
+def _open(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA busy_timeout = 5000")
+
+
+class Store:
+    """Every read and write of the working copy."""
+
+    def __init__(self, path: Path, pool: adbapi.ConnectionPool | None = None) -> None:
+        self.path = path
+        self._pool = pool or adbapi.ConnectionPool(
+            "sqlite3",
+            str(path),
+            check_same_thread=False,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=_open,
+            cp_noisy=False,
+        )
+        self._closed = False
+
+    def close(self) -> None:
+        """Close the pool (and its connection); closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()
+
+    def _interaction(self, fn: Any, *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = self._pool.runInteraction(fn, *args)
+        return d
+
+    # -- status and progress ---------------------------------------------------------
+
+    def load_runtime(self) -> Deferred[RuntimeRow]:
+        """The persisted status row."""
+
+        def run(txn: sqlite3.Cursor) -> RuntimeRow:
+            txn.execute(
+                "SELECT current_step, target_step, phase, started_at, completed_at FROM runtime_state WHERE id = 1"
+            )
+            return RuntimeRow(*txn.fetchone())
+
+        return self._interaction(run)
+
+    def load_progress(self) -> Deferred[dict[str, ProgressRow]]:
+        """Progress of every step, by step id."""
+
+        def run(txn: sqlite3.Cursor) -> dict[str, ProgressRow]:
+            txn.execute(
+                "SELECT p.step_id, p.viewed_at, p.completed_at, p.attempts,"
+                " (SELECT COUNT(*) FROM hint_reveals h WHERE h.step_id = p.step_id)"
+                " FROM progress p"
+            )
+            return {row[0]: ProgressRow(*row) for row in txn.fetchall()}
+
+        return self._interaction(run)
+
+    def save_move(
+        self,
+        *,
+        current_step: str,
+        target_step: str | None,
+        phase: Phase,
+        completed: Iterable[str],
+        now: str,
+        workshop_completed: bool = False,
+    ) -> Deferred[None]:
+        """Record a navigation: the new position and the steps it completed."""
+        completed = list(completed)
+
+        def run(txn: sqlite3.Cursor) -> None:
+            txn.execute(
+                "UPDATE runtime_state SET current_step = ?, target_step = ?, phase = ?, updated_at = ?,"
+                " completed_at = CASE WHEN ? THEN COALESCE(completed_at, ?) ELSE completed_at END WHERE id = 1",
+                (current_step, target_step, phase, now, workshop_completed, now),
+            )
+            for step in completed:
+                _ensure_progress(txn, step)
+                txn.execute(
+                    "UPDATE progress SET completed_at = COALESCE(completed_at, ?) WHERE step_id = ?", (now, step)
+                )
+            _ensure_progress(txn, current_step)
+            txn.execute("UPDATE progress SET viewed_at = COALESCE(viewed_at, ?) WHERE step_id = ?", (now, current_step))
+
+        return self._interaction(run)
+
+    def record_validation(
+        self, step: str, result: dict[str, Any], *, passed: bool, checked_at: str, attempt: bool
+    ) -> Deferred[None]:
+        """Keep the last result of a step; a pass completes the step."""
+        encoded = json.dumps(result, separators=(",", ":"))
+
+        def run(txn: sqlite3.Cursor) -> None:
+            txn.execute(
+                "INSERT INTO validation_results (step_id, passed, checked_at, result) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (step_id) DO UPDATE SET passed = excluded.passed,"
+                " checked_at = excluded.checked_at, result = excluded.result",
+                (step, int(passed), checked_at, encoded),
+            )
+            _ensure_progress(txn, step)
+            if attempt:
+                txn.execute("UPDATE progress SET attempts = attempts + 1 WHERE step_id = ?", (step,))
+            if passed:
+                txn.execute(
+                    "UPDATE progress SET completed_at = COALESCE(completed_at, ?) WHERE step_id = ?",
+                    (checked_at, step),
+                )
+
+        return self._interaction(run)
+
+    def last_validation(self, step: str) -> Deferred[dict[str, Any] | None]:
+        """The last result of a step as stored, or None if never run."""
+
+        def run(txn: sqlite3.Cursor) -> dict[str, Any] | None:
+            txn.execute("SELECT result FROM validation_results WHERE step_id = ?", (step,))
+            row = txn.fetchone()
+            return None if row is None else dict(json.loads(row[0]))
+
+        return self._interaction(run)
+
+    def reveal_hint(self, step: str, index: int, now: str) -> Deferred[None]:
+        """Record that a hint was shown (once per hint)."""
+
+        def run(txn: sqlite3.Cursor) -> None:
+            txn.execute(
+                "INSERT OR IGNORE INTO hint_reveals (step_id, hint_index, revealed_at) VALUES (?, ?, ?)",
+                (step, index, now),
+            )
+
+        return self._interaction(run)
+
+    # -- custom state ----------------------------------------------------------------
+
+    def state_all(self) -> Deferred[dict[str, object]]:
+        """Every custom state value, decoded."""
+
+        def run(txn: sqlite3.Cursor) -> dict[str, object]:
+            txn.execute("SELECT key, value FROM custom_state ORDER BY key")
+            return {key: json.loads(value) for key, value in txn.fetchall()}
+
+        return self._interaction(run)
+
+    def state_get(self, key: str) -> Deferred[StateEntry | None]:
+        """One custom state value, or None."""
+
+        def run(txn: sqlite3.Cursor) -> StateEntry | None:
+            txn.execute("SELECT key, value, updated_at FROM custom_state WHERE key = ?", (key,))
+            row = txn.fetchone()
+            return None if row is None else StateEntry(row[0], json.loads(row[1]), row[2])
+
+        return self._interaction(run)
+
+    def state_put(self, key: str, encoded: str, now: str) -> Deferred[StateEntry]:
+        """Set a custom state value; ``encoded`` is already-checked JSON text."""
+
+        def run(txn: sqlite3.Cursor) -> StateEntry:
+            txn.execute(
+                "INSERT INTO custom_state (key, value, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (key, encoded, now),
+            )
+            return StateEntry(key, json.loads(encoded), now)
+
+        return self._interaction(run)
+
+    def state_delete(self, key: str) -> Deferred[bool]:
+        """Delete a custom state value; False if there was none."""
+
+        def run(txn: sqlite3.Cursor) -> bool:
+            txn.execute("DELETE FROM custom_state WHERE key = ?", (key,))
+            return bool(txn.rowcount)
+
+        return self._interaction(run)
+
+
+def _ensure_progress(txn: sqlite3.Cursor, step: str) -> None:
+    txn.execute("INSERT OR IGNORE INTO progress (step_id) VALUES (?)", (step,))
+
+
+__all__ = ["ProgressRow", "RuntimeRow", "StateEntry", "Store"]

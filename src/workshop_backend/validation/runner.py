@@ -1,0 +1,499 @@
+"""Running a step's checks: files, commands, ports and URLs, all at once.
+
+:class:`Validator` does the I/O that :mod:`~workshop_backend.validation.evaluate`
+judges.  Everything it does is asynchronous: files are read in the reactor's
+thread pool, commands are child processes with their own session (so that a
+timeout kills the whole process group, grandchildren included), ports and
+URLs are Twisted connections.  The rules of a step run concurrently (the
+application layer makes sure a step is evaluated once at a time).  A rule
+that cannot be checked is a failed rule with a detail saying why, never an
+exception out of :meth:`Validator.run`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, cast
+
+from treq.client import HTTPClient
+from twisted.internet import defer, error
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProcessTransport,
+    IReactorProcess,
+    IReactorThreads,
+    IReactorTime,
+)
+from twisted.internet.protocol import ProcessProtocol, connectionDone
+from twisted.internet.protocol import Protocol as TwistedProtocol
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    RequestGenerationFailed,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
+from twisted.web.error import SchemeNotSupported
+from twisted.web.http import PotentialDataLoss
+
+from workshop_backend.support import childexec
+from workshop_backend.validation.evaluate import (
+    CommandOutcome,
+    FileOutcome,
+    HttpOutcome,
+    Outcome,
+    PortOutcome,
+    RuleResult,
+    ValidationResult,
+    evaluate,
+    failed,
+    resolve_path,
+    rule_cwd,
+    summarize,
+)
+from workshop_backend.validation.spec import Rule, ValidationSpec
+
+FILE_CAP = 1024 * 1024
+"""Bytes of a file read for ``contains``/``matches``."""
+OUTPUT_CAP = 64 * 1024
+"""Bytes kept of each of a command's stdout and stderr (the tail)."""
+BODY_CAP = 1024 * 1024
+"""Bytes of an HTTP body read for ``body``."""
+KILL_GRACE = 2.0
+"""Seconds to wait for a killed command's pipes to close before giving up on them."""
+USER_AGENT = b"workshop-backend-validation"
+
+
+class HttpClient(Protocol):
+    """What the validator needs of treq: ``treq``, a ``treq.HTTPClient`` or a ``StubTreq``."""
+
+    def get(self, url: str, **kwargs: Any) -> Deferred[Any]:
+        """Send a GET; ``timeout``, ``allow_redirects``, ``unbuffered`` and ``headers`` as in treq."""
+
+
+class Validator:
+    """Evaluates steps' validation specs against the container's state.
+
+    :param reactor: provides process spawning, TCP, time and a thread pool.
+    :param cwd: the default working directory (the terminal's); relative
+        paths and rule ``cwd`` values resolve against it.
+    :param env: the environment of commands (the terminal's user's); its
+        ``HOME`` also expands ``~`` in paths.
+    :param http_request: a treq-like client (``get(url, timeout=...)``);
+        by default a ``treq.HTTPClient`` without persistent connections.
+    :param clock: what times the timeouts and stamps the results; the reactor
+        by default.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        *,
+        cwd: str,
+        env: Mapping[str, str],
+        http_request: Any = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._clock: IReactorTime = clock if clock is not None else IReactorTime(reactor)
+        self._cwd = cwd
+        self._env = dict(env)
+        if http_request is None:
+            pool = HTTPConnectionPool(reactor, persistent=False)
+            agent = Agent(reactor, pool=pool)
+            http_request = cast(HttpClient, HTTPClient(agent))
+        self._http: HttpClient = http_request
+        self._running_groups: dict[int, IProcessTransport] = {}
+
+    # --- public ------------------------------------------------------------------
+
+    def run(self, step_id: str, spec: ValidationSpec) -> Deferred[ValidationResult]:
+        """Evaluate every rule of ``spec`` concurrently; fires with the step's result.
+
+        One evaluation per step at a time is the application layer's rule
+        (:meth:`~workshop_backend.application.runtime.WorkshopRuntime.validate`
+        shares a running one); this only evaluates.
+        """
+        return Deferred.fromCoroutine(self._evaluate(step_id, spec))
+
+    def stop(self) -> None:
+        """Kill the process groups of all running commands (at shutdown)."""
+        for pid, transport in list(self._running_groups.items()):
+            _kill_group(pid, transport)
+
+    # --- the evaluation ----------------------------------------------------------
+
+    async def _evaluate(self, step_id: str, spec: ValidationSpec) -> ValidationResult:
+        started = self._clock.seconds()
+        checks = [Deferred.fromCoroutine(self._check(rule)) for rule in spec.rules]
+        results: list[RuleResult] = await gatherResults(checks, consumeErrors=True)
+        result = summarize(step_id, results, started, self._clock.seconds())
+        self.log.info(
+            "validated {step}: {verdict} ({passed_count}/{rule_count} rules passed) in {duration_ms} ms",
+            step=step_id,
+            verdict="passed" if result.passed else "failed",
+            passed_count=sum(r.passed for r in results),
+            rule_count=len(results),
+            duration_ms=result.duration_ms,
+        )
+        return result
+
+    async def _check(self, rule: Rule) -> RuleResult:
+        try:
+            outcome: Outcome
+            cwd = rule_cwd(rule, self._cwd, self._env)
+            if rule.type == "file":
+                outcome = await self._file(rule, cwd)
+            elif rule.type == "command":
+                outcome = await self._command(rule, cwd)
+            elif rule.type == "port":
+                outcome = await self._port(rule)
+            else:
+                outcome = await self._http_get(rule)
+            return evaluate(rule, outcome)
+        except Exception:
+            self.log.failure("checking rule {rule} failed unexpectedly", rule=rule.id)
+            return failed(rule, "the check itself failed (a bug in the backend; its log has the details)")
+
+    def _thread_pool(self) -> ThreadPool:
+        # Adapted when used, so a test may pass a reactor that does only part of the work.
+        return IReactorThreads(self._reactor).getThreadPool()
+
+    def _deadline(self, d: Deferred[Any], timeout: float) -> _Deadline:
+        return _Deadline(self._clock, timeout, d.cancel)
+
+    # --- file ----------------------------------------------------------------------
+
+    async def _file(self, rule: Rule, cwd: str) -> FileOutcome:
+        assert rule.path is not None
+        path = resolve_path(rule.path, cwd, self._env)
+        want_content = rule.contains is not None or rule.matches is not None
+        d = deferToThreadPool(self._reactor, self._thread_pool(), read_file, path, want_content, FILE_CAP)
+        with self._deadline(d, rule.timeout) as deadline:
+            try:
+                return await d
+            except defer.CancelledError:
+                if not deadline.expired:
+                    raise
+                return FileOutcome(path=path, exists=False, timed_out=True)
+
+    # --- command -------------------------------------------------------------------
+
+    async def _command(self, rule: Rule, cwd: str) -> CommandOutcome:
+        assert rule.run is not None
+        isdir = deferToThreadPool(self._reactor, self._thread_pool(), os.path.isdir, cwd)
+        if not await isdir:
+            return CommandOutcome(error=f"the working directory {cwd} does not exist")
+        argv = childexec.wrap(["/bin/sh", "-c", rule.run], new_session=True)
+        proto = _CommandProtocol(OUTPUT_CAP)
+        try:
+            transport = IReactorProcess(self._reactor).spawnProcess(proto, argv[0], argv, env=self._env, path=cwd)
+        except OSError as e:
+            return CommandOutcome(error=e.strerror or str(e))
+        pid = transport.pid
+        assert pid is not None
+        self._running_groups[pid] = transport
+        timers: list[IDelayedCall] = []
+        timed_out = False
+
+        def on_exit() -> None:
+            # Whatever the command left running in the background goes too
+            # (and with it, the pipes it would otherwise hold open).
+            _kill_group(pid, None)
+
+        def on_timeout() -> None:
+            nonlocal timed_out
+            if proto.exited:
+                # The shell is gone but something outside its group (it ran
+                # setsid) holds our pipes: stop waiting for them.
+                transport.loseConnection()
+                return
+            timed_out = True
+            _kill_group(pid, transport)
+            timers.append(self._clock.callLater(KILL_GRACE, transport.loseConnection))
+
+        proto.on_exit = on_exit
+        timers.append(self._clock.callLater(rule.timeout, on_timeout))
+        try:
+            await proto.ended
+        finally:
+            self._running_groups.pop(pid, None)
+            for timer in timers:
+                if timer.active():
+                    timer.cancel()
+        reason = proto.reason
+        exit_code = getattr(reason, "exitCode", None)
+        signal_number = getattr(reason, "signal", None)
+        return CommandOutcome(
+            exit_code=exit_code,
+            signal=signal_number,
+            stdout=bytes(proto.stdout.data),
+            stderr=bytes(proto.stderr.data),
+            stdout_truncated=proto.stdout.truncated,
+            stderr_truncated=proto.stderr.truncated,
+            timed_out=timed_out,
+        )
+
+    # --- port --------------------------------------------------------------------
+
+    async def _port(self, rule: Rule) -> PortOutcome:
+        assert rule.port is not None
+        endpoint = HostnameEndpoint(self._reactor, rule.host, rule.port, timeout=rule.timeout)
+        d = connectProtocol(endpoint, TwistedProtocol())
+        with self._deadline(d, rule.timeout) as deadline:
+            try:
+                proto = await d
+            except (
+                defer.CancelledError,
+                error.ConnectingCancelledError,
+                error.ConnectError,
+                error.DNSLookupError,
+            ) as e:
+                if deadline.expired or isinstance(e, error.TimeoutError):
+                    return PortOutcome(connected=False, timed_out=True)
+                if isinstance(e, error.DNSLookupError):
+                    return PortOutcome(connected=False, error=f"cannot resolve {rule.host}")
+                if isinstance(e, error.ConnectError):
+                    return PortOutcome(connected=False, error=_connect_error(e))
+                raise
+        assert proto.transport is not None
+        proto.transport.abortConnection()
+        return PortOutcome(connected=True)
+
+    # --- http --------------------------------------------------------------------
+
+    async def _http_get(self, rule: Rule) -> HttpOutcome:
+        assert rule.url is not None
+        d = Deferred.fromCoroutine(self._fetch(rule.url))
+        with self._deadline(d, rule.timeout) as deadline:
+            try:
+                return await d
+            except NotImplementedError:
+                # A build without TLS (the lean bundle): Twisted's agent cannot speak https.
+                return HttpOutcome(error="https:// cannot be checked: this build has no TLS support")
+            except _HTTP_ERRORS as e:
+                if deadline.expired:
+                    return HttpOutcome(timed_out=True)
+                if isinstance(e, defer.CancelledError):
+                    raise
+                return HttpOutcome(error=_http_error(e))
+
+    async def _fetch(self, url: str) -> HttpOutcome:
+        # The deadline is ours (the injected clock's), not treq's ``timeout``
+        # (which would use the global reactor and cover only the headers).
+        response = await self._http.get(
+            url,
+            allow_redirects=False,
+            unbuffered=True,
+            headers={b"User-Agent": [USER_AGENT]},
+        )
+        location = response.headers.getRawHeaders(b"location", [None])[0]
+        done: Deferred[None] = Deferred(lambda _: body.stop())
+        body = _CappedBody(BODY_CAP, done)
+        response.deliverBody(body)
+        await done
+        return HttpOutcome(
+            status=response.code,
+            body=bytes(body.data),
+            truncated=body.truncated,
+            location=location.decode("latin-1") if location else None,
+        )
+
+
+# --- helpers (module level: they hold no state) -----------------------------------------
+
+
+def read_file(path: str, want_content: bool, cap: int) -> FileOutcome:
+    """Look at ``path`` (following symlinks), reading up to ``cap`` bytes if asked.
+
+    Runs in a thread.  Only regular files are read, opened non-blocking, so a
+    FIFO or a device at the path cannot hang the thread.
+    """
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return FileOutcome(path=path, exists=False)
+    except OSError as e:
+        return FileOutcome(path=path, exists=False, error=e.strerror or str(e))
+    is_file, is_dir = stat.S_ISREG(st.st_mode), stat.S_ISDIR(st.st_mode)
+    if not want_content or not is_file:
+        return FileOutcome(path=path, exists=True, is_file=is_file, is_dir=is_dir, size=st.st_size)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return FileOutcome(path=path, exists=True, is_file=False)
+            data = f.read(cap + 1)
+    except OSError as e:
+        return FileOutcome(path=path, exists=True, is_file=True, error=e.strerror or str(e))
+    truncated = len(data) > cap
+    size = max(st.st_size, len(data)) if truncated else len(data)
+    return FileOutcome(path=path, exists=True, is_file=True, content=data[:cap], truncated=truncated, size=size)
+
+
+def _kill_group(pid: int, transport: IProcessTransport | None) -> None:
+    """SIGKILL the process group led by ``pid``; the process itself if no group yet."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+        return
+    except ProcessLookupError:
+        pass  # not yet in its own session, or nothing left in the group
+    except PermissionError:
+        pass  # a member we may not signal (setuid): the others got it
+    if transport is not None:
+        try:
+            transport.signalProcess("KILL")
+        except error.ProcessExitedAlready:
+            pass
+
+
+_HTTP_ERRORS = (
+    defer.CancelledError,
+    error.ConnectingCancelledError,
+    error.ConnectError,
+    error.DNSLookupError,
+    ResponseFailed,
+    ResponseNeverReceived,
+    RequestTransmissionFailed,
+    RequestGenerationFailed,
+    SchemeNotSupported,
+)
+"""How treq and the agent say that a GET did not get an answer."""
+
+
+class _Deadline:
+    """A timeout that cancels an operation; ``expired`` tells a timeout from other failures."""
+
+    def __init__(self, clock: IReactorTime, timeout: float, cancel: Callable[[], object]) -> None:
+        self.expired = False
+        self._cancel = cancel
+        self._call = clock.callLater(timeout, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._cancel()
+
+    def __enter__(self) -> _Deadline:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._call.active():
+            self._call.cancel()
+
+
+def _connect_error(e: error.ConnectError) -> str:
+    if isinstance(e, error.ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, error.NoRouteError):
+        return "no route to host"
+    if isinstance(e, error.TCPTimedOutError):
+        return "the connection timed out"
+    if isinstance(e.osError, str) and e.osError:
+        return e.osError
+    return str(e.args[0]) if e.args and e.args[0] else type(e).__name__
+
+
+def _http_error(e: Exception) -> str:
+    if isinstance(e, error.DNSLookupError):
+        return "cannot resolve the host"
+    if isinstance(e, error.ConnectError):
+        return _connect_error(e)
+    reasons = getattr(e, "reasons", None)
+    if reasons:
+        inner = reasons[0].value
+        if isinstance(inner, error.ConnectError):
+            return _connect_error(inner)
+        if isinstance(inner, ResponseDone | PotentialDataLoss):
+            return "the connection closed before a complete answer"
+        return f"{type(inner).__name__}: {inner}"
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+class _Tail:
+    """The last ``cap`` bytes of a stream."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.truncated = False
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > self.cap:
+            del self.data[: len(self.data) - self.cap]
+            self.truncated = True
+
+
+class _CommandProtocol(ProcessProtocol):
+    """Collects a command's output; ``ended`` fires once it exited and its pipes closed."""
+
+    def __init__(self, cap: int) -> None:
+        self.stdout = _Tail(cap)
+        self.stderr = _Tail(cap)
+        self.exited = False
+        self.reason: BaseException | None = None
+        self.ended: Deferred[None] = Deferred()
+        self.on_exit: Callable[[], None] = lambda: None
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.closeStdin()  # a command that reads stdin gets EOF
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == 1:
+            self.stdout.add(data)
+        elif childFD == 2:
+            self.stderr.add(data)
+
+    def processExited(self, reason: Failure) -> None:
+        self.exited = True
+        self.reason = reason.value
+        self.on_exit()
+
+    def processEnded(self, reason: Failure) -> None:
+        if self.reason is None:
+            self.reason = reason.value
+        self.ended.callback(None)
+
+
+class _CappedBody(TwistedProtocol):
+    """Collects up to ``cap`` bytes of a response body, then stops the transfer."""
+
+    def __init__(self, cap: int, done: Deferred[None]) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.truncated = False
+        self.done = done
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        room = self.cap - len(self.data)
+        self.data += data[:room]
+        if len(data) > room:
+            self.truncated = True
+            self.stop()
+            self.done.callback(None)
+
+    def stop(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        # However the body ended (cleanly, cut short, stopped by us), what
+        # arrived is what there is to judge.
+        if not self.done.called:
+            self.done.callback(None)
