@@ -338,7 +338,6 @@ class RestartTests(SupervisorTestCase):
         self.start_ready(sup)
         self.assertEqual([s["state"] for s in seen], ["starting", "running"])
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 2)
-        sup.remove_listener(broken)
 
 
 class ShutdownTests(SupervisorTestCase):

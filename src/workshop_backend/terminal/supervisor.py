@@ -222,10 +222,6 @@ class TtydSupervisor(Service):
         """Call ``listener(self.status())`` on every state change."""
         self._listeners.append(listener)
 
-    def remove_listener(self, listener: Listener) -> None:
-        """Stop calling ``listener``."""
-        self._listeners.remove(listener)
-
     def argv(self) -> list[str]:
         """ttyd's command line (without the childexec wrapper)."""
         return [
