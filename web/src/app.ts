@@ -52,7 +52,7 @@ class App {
   private workshop: Workshop | null = null;
   private status: Status | null = null;
   private step: StepDetail | null = null;
-  private loadingStep: string | null = null;
+  private loading: { id: string; done: Promise<void> } | null = null;
   private hintsShown = 0;
   private resultsShown = false;
   private busy = false;
@@ -145,24 +145,30 @@ class App {
       void this.refreshWorkshop();
     }
     this.renderHeader();
-    if (status.current_step && status.current_step !== this.step?.id && status.current_step !== this.loadingStep) {
-      await this.loadStep(status.current_step, this.focusOnStepChange);
+    if (status.current_step && status.current_step !== this.step?.id) {
+      // One load per step: a status that arrives while that step is loading
+      // waits for it, so the phase (a transition note...) never shows above
+      // the previous step's title.
+      if (this.loading?.id !== status.current_step) {
+        const id = status.current_step;
+        const done = this.loadStep(id, this.focusOnStepChange).finally(() => {
+          if (this.loading?.done === done) this.loading = null;
+        });
+        this.loading = { id, done };
+      }
+      await this.loading!.done;
+      if (this.status !== status) return; // a newer status rendered itself meanwhile
     }
     this.renderPhase();
     this.renderButtons();
   }
 
   private async loadStep(id: string, moveFocus: boolean): Promise<void> {
-    this.loadingStep = id;
-    try {
-      const step = await this.api.get<StepDetail>(`/api/v1/steps/${encodeURIComponent(id)}`);
-      if (this.status && this.status.current_step !== id) return;
-      this.step = step;
-      this.renderStep(moveFocus);
-      void this.restoreHints(step);
-    } finally {
-      if (this.loadingStep === id) this.loadingStep = null;
-    }
+    const step = await this.api.get<StepDetail>(`/api/v1/steps/${encodeURIComponent(id)}`);
+    if (this.status && this.status.current_step !== id) return;
+    this.step = step;
+    this.renderStep(moveFocus);
+    void this.restoreHints(step);
   }
 
   // ---- Rendering -------------------------------------------------------
