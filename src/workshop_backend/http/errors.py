@@ -19,9 +19,7 @@ the client sees a bare 500.
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from twisted.web.iweb import IRequest
+from typing import TYPE_CHECKING, Any
 
 from workshop_backend.workshop.errors import (
     Invalid,
@@ -32,6 +30,9 @@ from workshop_backend.workshop.errors import (
     TooLarge,
     WorkshopError,
 )
+
+if TYPE_CHECKING:
+    from twisted.web.iweb import IRequest
 
 JSON_TYPE = b"application/json; charset=utf-8"
 

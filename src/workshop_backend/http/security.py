@@ -31,12 +31,13 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, unquote_to_bytes, urlencode, urlsplit
 
-from twisted.web.iweb import IRequest
-
 from workshop_backend.http.errors import BASE_HEADERS, ApiError
+
+if TYPE_CHECKING:
+    from twisted.web.iweb import IRequest
 
 AuthMode = Literal["token", "none"]
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
