@@ -260,7 +260,7 @@ def serve(state_dir: str) -> None:
     root.putChild(b"terminal", bridge.resource)
     port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
 
-    announced = []
+    announced: list[bool] = []
 
     def announce(status: dict[str, Any]) -> None:
         if status["state"] == "running" and not announced:
