@@ -35,6 +35,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
+try:  # Playwright's waiting assertions ("see(locator).to_have_text(...)" waits for it)
+    from playwright.sync_api import expect as see
+except ImportError:  # skipped below, with the reason
+    see = None  # type: ignore[assignment]
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -295,6 +300,7 @@ class BrowserTestCase(TestCase):
                 try:
                     page = browser.new_page(viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
                     page.set_default_timeout(WAIT_MS)
+                    see.set_options(timeout=WAIT_MS)
                     problems: list[str] = []
                     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
                     page.on(
@@ -338,36 +344,38 @@ class ContentTests(BrowserTestCase):
             workshop = self.daemon.api("GET", "/api/v1/workshop")
             first = workshop["steps"][0]
             count = len(workshop["steps"])
-            self.assertEqual(page.locator("#step-title").inner_text(), first["title"])
-            self.assertEqual(page.locator("#workshop-title").inner_text(), workshop["title"])
-            self.assertEqual(page.locator("#step-kicker").inner_text().lower(), f"step 1 of {count}")
-            self.assertIn("terminal", page.locator("#step-content").inner_text())
+            see(page.locator("#step-title")).to_have_text(first["title"], use_inner_text=True)
+            see(page.locator("#workshop-title")).to_have_text(workshop["title"], use_inner_text=True)
+            see(page.locator("#step-kicker")).to_have_text(re.compile(f"step 1 of {count}", re.I), use_inner_text=True)
+            see(page.locator("#step-content")).to_contain_text("terminal", use_inner_text=True)
             block = page.locator(".codeblock.exec").first
-            self.assertTrue(block.get_by_role("button", name="Run this in the terminal").is_visible())
-            self.assertTrue(block.get_by_role("button", name="Copy to the clipboard").is_visible())
-            self.assertGreater(page.locator("button.inline-action[data-action=exec]").count(), 0)
+            see(block.get_by_role("button", name="Run this in the terminal")).to_be_visible()
+            see(block.get_by_role("button", name="Copy to the clipboard")).to_be_visible()
+            see(page.locator("button.inline-action[data-action=exec]").first).to_be_visible()
             # The intro has no rules: no Check; it is the first step: no Previous.
-            self.assertTrue(page.locator("#check").is_hidden())
-            self.assertTrue(page.get_by_role("button", name="Previous").is_disabled())
+            see(page.locator("#check")).to_be_hidden()
+            see(page.get_by_role("button", name="Previous")).to_be_disabled()
             wait_prompt(page)
             self.shot(page, "content-wide")
 
             page.get_by_role("button", name="All steps").click()
             items = page.locator("#step-list .step-item")
-            self.assertEqual(items.count(), count)
-            self.assertEqual(items.first.get_attribute("aria-current"), "step")
-            self.assertTrue(items.last.is_disabled())  # linear: later steps are locked
+            see(items).to_have_count(count)
+            see(items.first).to_have_attribute("aria-current", "step")
+            see(items.last).to_be_disabled()  # linear: later steps are locked
             self.shot(page, "step-list")
             page.keyboard.press("Escape")
-            self.assertTrue(page.locator("#step-panel").is_hidden())
+            see(page.locator("#step-panel")).to_be_hidden()
 
             divider = page.get_by_role("separator")
             before = int(divider.get_attribute("aria-valuenow"))
             width = page.locator("#instructions").bounding_box()["width"]
             divider.focus()
             page.keyboard.press("Shift+ArrowRight")
-            self.assertEqual(int(divider.get_attribute("aria-valuenow")), before + 10)
-            self.assertGreater(page.locator("#instructions").bounding_box()["width"], width + 50)
+            see(divider).to_have_attribute("aria-valuenow", str(before + 10))
+            page.wait_for_function(
+                "w => document.getElementById('instructions').getBoundingClientRect().width > w", arg=width + 50
+            )
 
         return self.in_browser(body)
 
@@ -383,8 +391,8 @@ class ContentTests(BrowserTestCase):
             terminal = page.locator("#terminal-pane").bounding_box()
             self.assertGreaterEqual(terminal["y"], instructions["y"] + instructions["height"] - 1)
             self.assertLessEqual(terminal["width"], NARROW["width"])
-            self.assertTrue(page.locator("#divider").is_hidden())
-            self.assertTrue(page.get_by_role("button", name="Next").is_visible())
+            see(page.locator("#divider")).to_be_hidden()
+            see(page.get_by_role("button", name="Next")).to_be_visible()
             self.shot(page, "narrow-top")
             # The terminal is below the instructions: a button takes the student there.
             page.get_by_role("button", name="Terminal", exact=True).click()
@@ -421,7 +429,7 @@ class TerminalTests(BrowserTestCase):
             steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
             click_next(page, steps[1]["title"])
             page.wait_for_selector(TERMINAL_OPEN)
-            self.assertIn("mkdir notes", page.locator(".codeblock.exec").first.inner_text())
+            see(page.locator(".codeblock.exec").first).to_contain_text("mkdir notes", use_inner_text=True)
             run_block(page, 0)
             run_and_wait(page, "true", "ran")
             self.assertTrue((self.daemon.workspace / "notes").is_dir())
@@ -445,7 +453,7 @@ class TerminalTests(BrowserTestCase):
             # A shell that exits with an error (close code 4000) says so, and also offers a new one.
             type_in_terminal(page, "exit 3")
             page.wait_for_selector('.term-tab[data-active="true"][data-state="exited"][data-close-code="4000"]')
-            self.assertIn("stopped with an error", page.locator(".term-overlay").inner_text())
+            see(page.locator(".term-overlay")).to_contain_text("stopped with an error", use_inner_text=True)
             page.get_by_role("button", name="Start a new shell").click()
             page.wait_for_selector(TERMINAL_OPEN)
 
@@ -484,6 +492,8 @@ class TerminalTests(BrowserTestCase):
             pids = {(self.daemon.workspace / f"shell-{n}").read_text() for n in (1, 2)}
             self.assertEqual(len(pids), 2)
             page.get_by_role("tab", name="Terminal 1").click()
+            page.wait_for_selector('#term-1-tab[aria-selected="true"]')
+            wait_terminal_shows(page, "one-1003")  # terminal 1's own output: its screen is shown
             self.assertNotIn("shell-2", terminal_text(page))
             self.shot(page, "two-tabs")
 
@@ -500,18 +510,19 @@ class StepTests(BrowserTestCase):
         def body(page: Any) -> None:
             steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
             click_next(page, steps[1]["title"])
-            self.assertEqual(page.locator("#step-kicker").inner_text().lower(), f"step 2 of {len(steps)}")
-            self.assertTrue(page.locator("#check").is_visible())
+            see(page.locator("#step-kicker")).to_have_text(
+                re.compile(f"step 2 of {len(steps)}", re.I), use_inner_text=True
+            )
+            see(page.locator("#check")).to_be_visible()
             page.get_by_role("button", name="Next", exact=True).click()
-            failed = page.wait_for_selector(".results.failed")
-            self.assertIn("notes/hello.txt", failed.inner_text())
-            self.assertEqual(page.locator("#step-title").inner_text(), steps[1]["title"])
+            see(page.locator(".results.failed")).to_contain_text("notes/hello.txt", use_inner_text=True)
+            see(page.locator("#step-title")).to_have_text(steps[1]["title"], use_inner_text=True)
             self.shot(page, "next-refused")
             page.get_by_role("button", name="Previous").click()
             page.wait_for_function(
                 "t => document.getElementById('step-title').textContent === t", arg=steps[0]["title"]
             )
-            self.assertTrue(page.locator("#results").is_hidden())
+            see(page.locator("#results")).to_be_hidden()
 
         return self.in_browser(body)
 
@@ -525,18 +536,17 @@ class StepTests(BrowserTestCase):
             steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
             click_next(page, steps[1]["title"])
             page.get_by_role("button", name="Check", exact=True).click()
-            rule = page.wait_for_selector(".results.failed .rule.fail")
-            self.assertIn(message, rule.inner_text())
-            rule.query_selector("summary").click()
-            self.assertTrue(rule.query_selector("details pre").is_visible())
+            rule = page.locator(".results.failed .rule.fail")
+            see(rule).to_contain_text(message, use_inner_text=True)
+            rule.locator("summary").click()
+            see(rule.locator("details pre")).to_be_visible()
             self.shot(page, "check-failed")
 
             run_block(page, 0)  # mkdir notes
             run_block(page, 1)  # echo 'Hello, workshop!' > notes/hello.txt
             run_and_wait(page, "true", "done")
             page.get_by_role("button", name="Check", exact=True).click()
-            passed = page.wait_for_selector(".results.passed")
-            self.assertIn("All checks passed", passed.inner_text())
+            see(page.locator(".results.passed")).to_contain_text("All checks passed", use_inner_text=True)
             page.wait_for_selector(f'#step-list .step-item.completed[data-step="{steps[1]["id"]}"]', state="attached")
             self.shot(page, "check-passed")
 
@@ -553,13 +563,13 @@ class StepTests(BrowserTestCase):
             for n in range(1, total + 1):
                 page.locator("#hint-button").click()
                 page.wait_for_selector(f".hint:nth-child({n})")
-            self.assertEqual(page.locator(".hint").count(), total)
-            self.assertTrue(page.locator("#hint-button").is_hidden())
+            see(page.locator(".hint")).to_have_count(total)
+            see(page.locator("#hint-button")).to_be_hidden()
             self.shot(page, "hints")
             # Revealed hints are part of the student's progress: a reload keeps them.
             page.reload()
             page.wait_for_selector(f".hint:nth-child({total})")
-            self.assertTrue(page.locator("#hint-button").is_hidden())
+            see(page.locator("#hint-button")).to_be_hidden()
 
         return self.in_browser(body)
 
@@ -578,7 +588,7 @@ class RecoveryTests(BrowserTestCase):
             self.daemon.stop()
             page.wait_for_selector("#banner:not([hidden])")
             page.wait_for_selector('.term-tab[data-active="true"][data-state="reconnecting"]')
-            self.assertIn("Reconnecting", page.locator("#banner").inner_text())
+            see(page.locator("#banner")).to_contain_text("Reconnecting", use_inner_text=True)
             self.shot(page, "reconnecting")
             self.daemon.start()
             page.wait_for_selector("#banner", state="hidden")
@@ -586,7 +596,7 @@ class RecoveryTests(BrowserTestCase):
             run_and_wait(page, "touch marker-after-restart", "back")
             self.assertTrue((self.daemon.workspace / "marker-after-restart").is_file())
             self.assertTrue(page.evaluate("window.__sameDocument === true"))
-            self.assertFalse(page.get_by_role("button", name="Next").is_disabled())
+            see(page.get_by_role("button", name="Next")).to_be_enabled()
             self.shot(page, "recovered")
 
         return self.in_browser(body)
@@ -609,8 +619,8 @@ class TokenTests(BrowserTestCase):
             self.daemon.token = "ui-test-token-0002"
             self.daemon.start()
             page.wait_for_selector("#auth-page", state="visible")
-            self.assertIn("needs its access token", page.locator("#auth-page h1").inner_text())
-            self.assertTrue(page.locator("#app").is_hidden())
+            see(page.locator("#auth-page h1")).to_contain_text("needs its access token", use_inner_text=True)
+            see(page.locator("#app")).to_be_hidden()
             self.shot(page, "token-needed")
 
         return self.in_browser(body, path=f"/?token={self.token}")
@@ -643,16 +653,19 @@ class TransitionTests(BrowserTestCase):
             page.wait_for_selector(TERMINAL_OPEN)
             page.evaluate("window.__sameDocument = true")
             page.get_by_role("button", name="Next", exact=True).click()
-            note = page.wait_for_selector("#transition-note:not([hidden])")
-            self.assertIn("environment for this step", note.inner_text())
+            note = page.locator("#transition-note:not([hidden])")
+            see(note).to_contain_text("environment for this step", use_inner_text=True)
+            # Not waited for, on purpose: when the note shows, the new step's
+            # title must already be there (a status never renders its phase
+            # above the previous step).
             self.assertEqual(page.locator("#step-title").inner_text(), second[1])
-            self.assertTrue(page.get_by_role("button", name="Next", exact=True).is_disabled())
+            see(page.get_by_role("button", name="Next", exact=True)).to_be_disabled()
             self.shot(page, "transitioning")
             # What the CLI or operator does: replace the container.
             port = self.daemon.port
             self.daemon.stop()
             page.wait_for_selector("#banner:not([hidden])")
-            self.assertIn("Preparing", page.locator("#banner").inner_text())
+            see(page.locator("#banner")).to_contain_text("Preparing", use_inner_text=True)
             self.daemon = self.new_daemon(
                 old.state_dir.with_name("container-2"),
                 args=("--distribution", str(distribution), "--step", second[0]),
@@ -662,7 +675,7 @@ class TransitionTests(BrowserTestCase):
             page.wait_for_selector("#banner", state="hidden")
             page.wait_for_selector("#transition-note", state="hidden")
             page.wait_for_selector(TERMINAL_OPEN)
-            self.assertEqual(page.locator("#step-title").inner_text(), second[1])
+            see(page.locator("#step-title")).to_have_text(second[1], use_inner_text=True)
             run_and_wait(page, "touch marker-new-container", "moved")
             self.assertTrue((self.daemon.workspace / "marker-new-container").is_file())
             self.assertTrue(page.evaluate("window.__sameDocument === true"))
