@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
 
 EXIT_USAGE = 2
 
 
-def start_logging(log_format: str, out: TextIO, reactor: Any) -> None:
+def start_logging(log_format: str, out: TextIO, reactor: IReactorTime) -> None:
     """Text lines on a terminal, flat JSON lines for log collectors."""
     from twisted.logger import globalLogBeginner
 
