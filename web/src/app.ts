@@ -57,7 +57,6 @@ class App {
     terminalPane: $.terminalPane,
     focusTerminal: () => this.terms.focusActive(),
     stepTitle: $.stepTitle,
-    instructionsScroll: $.scroll,
   });
   private readonly contentActions = { run: (text: string) => this.run(text), copied: () => this.focus.afterCopy() };
   private workshop: Workshop | null = null;
@@ -269,6 +268,7 @@ class App {
     this.renderHints();
     this.clearResults();
     if (this.workshop) document.title = `${step.title} · ${this.workshop.title}`;
+    // A new step is read from its title (the old position landed a phone at its bottom).
     $.scroll.scrollTop = 0;
   }
 

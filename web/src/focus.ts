@@ -9,8 +9,8 @@
 //     switched or closed terminal tab: the active terminal;
 //   - after a hint is revealed: the hint (a screen reader reads it);
 //   - after the student changes the step (Previous, Next, the step list):
-//     the new step's title, where reading starts (the instructions scroll
-//     back to it: on a phone the new step opened at its bottom);
+//     the new step's title, where reading starts (app.ts scrolls the
+//     instructions back to it: on a phone the new step opened at its bottom);
 //   - any other button, summary or divider used with the mouse gives the
 //     focus back to the terminal if the terminal had it, and else lets go of
 //     it: a mouse click never leaves a control focused for the next key.
@@ -25,10 +25,8 @@ export interface FocusTargets {
   readonly terminalPane: HTMLElement;
   /** Focus the active terminal's input (false: there is none). */
   focusTerminal(): boolean;
-  /** Where a step change puts the focus and the reader. */
+  /** Where a step change puts the focus. */
   readonly stepTitle: HTMLElement;
-  /** The instructions' scroll box (the page itself never scrolls). */
-  readonly instructionsScroll: HTMLElement;
 }
 
 /** A control that a mouse click would otherwise leave focused. */
@@ -85,18 +83,15 @@ export class FocusRules {
   }
 
   /**
-   * A new step is on screen. The reader starts at its title (the old scroll
-   * position would land in the middle, or at the bottom, of the new text);
-   * the focus moves there only when the student asked for the change, never
-   * under someone typing.
+   * A new step is on screen, shown from its title. The focus moves there
+   * only when the student asked for the change, never from under someone
+   * typing (another device moved the step).
    */
   stepChanged(byStudent: boolean): void {
-    const { stepTitle, instructionsScroll } = this.targets;
-    instructionsScroll.scrollTop = 0;
-    if (byStudent) {
-      stepTitle.tabIndex = -1;
-      stepTitle.focus({ preventScroll: true });
-    }
+    if (!byStudent) return;
+    const { stepTitle } = this.targets;
+    stepTitle.tabIndex = -1;
+    stepTitle.focus({ preventScroll: true });
   }
 
   private toTerminal(): void {
