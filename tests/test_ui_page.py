@@ -571,6 +571,24 @@ class PhoneTests(PageTestCase):
 
         return self.on_page(body, viewport=NARROW)
 
+    def test_divider_moves_up_and_down(self) -> Deferred[None]:
+        """Stacked, the divider is horizontal and the keyboard moves it: the
+        instructions grow, the terminal shrinks and is fitted again."""
+
+        def body(page: Any) -> None:
+            wait_prompt(page)
+            divider = page.get_by_role("separator")
+            self.assertEqual(divider.get_attribute("aria-orientation"), "horizontal")
+            before = page.locator("#instructions").bounding_box()["height"]
+            divider.focus()
+            page.keyboard.press("Shift+ArrowDown")
+            page.wait_for_function(
+                "h => document.getElementById('instructions').getBoundingClientRect().height > h + 50", arg=before
+            )
+            wait_fits(page, "after moving the divider")
+
+        return self.on_page(body, viewport=NARROW)
+
 
 class SmallPointsTests(PageTestCase):
     """Problem 7: the smaller points."""
