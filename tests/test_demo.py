@@ -188,10 +188,12 @@ class DemoContentTests(SynchronousTestCase):
         self.assertNotIn("{{", html)
 
     def test_killercoda_suffix_used(self) -> None:
-        """At least one block uses the Killercoda ```` ```{{exec}} ```` form, and it renders as exec."""
+        """At least one block uses the Killercoda ```` ```{{exec}} ```` form, and it renders as exec
+        (with its language, so the page labels it like the step's other blocks)."""
         sources = [s for s in self.demo.steps if re.search(r"^```\{\{exec\}\}$", s.markdown, re.MULTILINE)]
         self.assertTrue(sources)
-        self.assertIn('<div class="codeblock" data-action="exec">', render_markdown(sources[0].markdown))
+        html = render_markdown(sources[0].markdown)
+        self.assertIn('<div class="codeblock" data-action="exec" data-lang="bash">', html)
 
     def test_hints_render(self) -> None:
         """Every hint renders to non-empty HTML."""

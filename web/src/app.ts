@@ -6,6 +6,7 @@
 import { Api, ApiError, NetworkError } from "./api";
 import { renderMarkdown } from "./content";
 import { byId, el, icon } from "./dom";
+import { FocusRules, revealWithin } from "./focus";
 import { setupSplit } from "./split";
 import { TerminalManager } from "./terminal";
 import type { Hint, ProgressEntry, Status, StepDetail, ValidationResult, Workshop } from "./types";
@@ -38,9 +39,12 @@ const $ = {
   divider: byId("divider"),
   termTabs: byId("term-tabs"),
   termNew: byId<HTMLButtonElement>("term-new"),
+  termReader: byId<HTMLButtonElement>("term-reader"),
   termStack: byId("term-stack"),
+  terminalPane: byId("terminal-pane"),
 };
 
+/** Narrow screens stack the instructions above the terminal (app.css). */
 const narrow = window.matchMedia("(max-width: 820px)");
 
 class App {
@@ -49,6 +53,12 @@ class App {
     onNetworkError: () => this.lostBackend(),
   });
   private readonly terms = new TerminalManager($.termTabs, $.termStack, () => this.checkBackend());
+  private readonly focus = new FocusRules({
+    terminalPane: $.terminalPane,
+    focusTerminal: () => this.terms.focusActive(),
+    stepTitle: $.stepTitle,
+  });
+  private readonly contentActions = { run: (text: string) => this.run(text), copied: () => this.focus.afterCopy() };
   private workshop: Workshop | null = null;
   private status: Status | null = null;
   private step: StepDetail | null = null;
@@ -63,21 +73,24 @@ class App {
   private probeTimer: number | undefined;
   private bannerTimer: number | undefined;
   private reloadSeq = 0;
-  private focusOnStepChange = false;
+  /** The student's Previous/Next/jump is in flight: the step it brings is theirs (the focus follows). */
+  private studentNavigating = false;
   private eventsAttempt = 0;
   /** The step a container swap is bringing (phase transitioning seen, not yet ready). */
   private movingTo: string | null = null;
   private eventsTimer: number | undefined;
 
   start(): void {
-    setupSplit($.layout, $.divider, () => this.terms.scheduleFit());
+    this.focus.install();
+    this.terms.onTabAction = () => this.focus.terminalChosen();
+    setupSplit($.layout, $.divider, narrow, () => this.terms.scheduleFit());
     narrow.addEventListener("change", () => this.terms.scheduleFit());
     $.prev.addEventListener("click", () => void this.navigate({ action: "previous" }));
     $.next.addEventListener("click", () => void this.navigate({ action: this.step?.next ? "next" : "complete" }));
     $.check.addEventListener("click", () => void this.runCheck());
-    byId("to-terminal").addEventListener("click", () => {
-      byId("terminal-pane").scrollIntoView({ block: "start" });
-      this.terms.active?.term.focus();
+    document.querySelector(".skip-link")?.addEventListener("click", (ev) => {
+      ev.preventDefault(); // not a jump to #terminal-pane: into the shell itself
+      this.focus.terminalChosen();
     });
     $.hintButton.addEventListener("click", () => void this.revealHint());
     $.stepsToggle.addEventListener("click", () => this.toggleSteps());
@@ -95,7 +108,18 @@ class App {
     $.termNew.addEventListener("click", () => {
       this.terms.add();
       $.termNew.disabled = !this.terms.canAdd;
+      this.focus.terminalChosen();
     });
+    const renderReader = (): void => {
+      $.termReader.setAttribute("aria-pressed", String(this.terms.screenReader));
+      $.termReader.title = `Screen reader mode for the terminal: ${this.terms.screenReader ? "on" : "off"}`;
+    };
+    $.termReader.addEventListener("click", () => {
+      this.terms.setScreenReader(!this.terms.screenReader);
+      renderReader();
+    });
+    $.termReader.replaceChildren(icon("reader"));
+    renderReader();
     if (/Mac|iPhone|iPad/.test(navigator.platform)) {
       document.querySelector(".term-tip")!.textContent = "Copy: select, then ⌘C · Paste: ⌘V";
     }
@@ -151,7 +175,7 @@ class App {
       // the previous step's title.
       if (this.loading?.id !== status.current_step) {
         const id = status.current_step;
-        const done = this.loadStep(id, this.focusOnStepChange).finally(() => {
+        const done = this.loadStep(id).finally(() => {
           if (this.loading?.done === done) this.loading = null;
         });
         this.loading = { id, done };
@@ -163,11 +187,15 @@ class App {
     this.renderButtons();
   }
 
-  private async loadStep(id: string, moveFocus: boolean): Promise<void> {
+  private async loadStep(id: string): Promise<void> {
     const step = await this.api.get<StepDetail>(`/api/v1/steps/${encodeURIComponent(id)}`);
     if (this.status && this.status.current_step !== id) return;
+    const changed = this.step !== null;
     this.step = step;
-    this.renderStep(moveFocus);
+    this.renderStep();
+    // Decided now, not when the load started: the event stream often
+    // announces the student's own move before the POST answers.
+    if (changed) this.focus.stepChanged(this.studentNavigating);
     void this.restoreHints(step);
   }
 
@@ -206,12 +234,15 @@ class App {
         if (current) button.setAttribute("aria-current", "step");
         button.disabled = locked;
         const state = current ? "You are here" : completed ? "Done" : locked ? "Locked" : "";
+        // The name is the visible text plus what the marks show to the eye
+        // ("Step 2: Files and folders, Done"), so speech control users can
+        // say what they see.
         button.append(
           el("span", { class: "step-mark", "aria-hidden": "true" }, completed ? "✓" : locked ? icon("lock") : String(i + 1)),
+          el("span", { class: "sr-only" }, `Step ${i + 1}: `),
           el("span", { class: "step-name" }, x.title),
         );
-        if (state) button.append(el("span", { class: "step-state" }, state));
-        button.setAttribute("aria-label", `Step ${i + 1}: ${x.title}${state ? ` (${state})` : ""}`);
+        if (state) button.append(el("span", { class: "step-state" }, el("span", { class: "sr-only" }, ", "), state));
         button.addEventListener("click", () => {
           this.toggleSteps(false);
           if (!current) void this.navigate({ action: "jump", step: x.id });
@@ -222,13 +253,13 @@ class App {
     if (this.step) document.title = `${this.step.title} · ${w.title}`;
   }
 
-  private renderStep(moveFocus: boolean): void {
+  private renderStep(): void {
     const step = this.step;
     if (!step) return;
     const count = this.workshop?.steps.length ?? this.status?.step_count ?? 0;
     $.kicker.textContent = count ? `Step ${step.position + 1} of ${count}` : "";
     $.stepTitle.textContent = step.title;
-    renderMarkdown($.content, step.html, { run: (text) => this.run(text) });
+    renderMarkdown($.content, step.html, this.contentActions);
     // Most steps start with their own title as a heading: don't say it twice.
     const first = $.content.firstElementChild;
     if (first && /^H[12]$/.test(first.tagName) && first.textContent?.trim() === step.title.trim()) first.remove();
@@ -237,12 +268,8 @@ class App {
     this.renderHints();
     this.clearResults();
     if (this.workshop) document.title = `${step.title} · ${this.workshop.title}`;
+    // A new step is read from its title (the old position landed a phone at its bottom).
     $.scroll.scrollTop = 0;
-    if (moveFocus) {
-      if (narrow.matches) window.scrollTo(0, 0);
-      $.stepTitle.tabIndex = -1;
-      $.stepTitle.focus({ preventScroll: true });
-    }
   }
 
   /** The backend is not ready for work: a container swap, or still starting. */
@@ -322,7 +349,7 @@ class App {
 
   private addHint(hint: Hint, position: number): HTMLElement {
     const body = el("div", { class: "markdown" });
-    renderMarkdown(body, hint.html, { run: (text) => this.run(text) });
+    renderMarkdown(body, hint.html, this.contentActions);
     const node = el("div", { class: "hint" }, el("p", { class: "hint-label" }, `Hint ${position}`), body);
     $.hintList.append(node);
     return node;
@@ -336,8 +363,9 @@ class App {
       const hint = await this.api.get<Hint>(`/api/v1/steps/${encodeURIComponent(step.id)}/hints/${this.hintsShown}`);
       if (this.step !== step) return;
       this.hintsShown++;
-      this.addHint(hint, this.hintsShown).scrollIntoView({ block: "nearest" });
+      const node = this.addHint(hint, this.hintsShown);
       this.renderHints();
+      this.focus.hintRevealed(node, $.hintButton.hidden ? null : $.hintButton);
     } catch (err) {
       if (err instanceof ApiError) this.toast(err.message);
     } finally {
@@ -374,7 +402,7 @@ class App {
     $.check.textContent = "Checking…";
     try {
       const result = await this.api.post<ValidationResult>(`/api/v1/steps/${encodeURIComponent(step.id)}/validation`);
-      if (this.step === step) this.showResults(result, null);
+      if (this.step === step) this.showResults(result, null, true);
       void this.refreshStatus();
     } catch (err) {
       if (err instanceof ApiError) this.showProblem(err.message);
@@ -399,9 +427,21 @@ class App {
     close.addEventListener("click", () => this.clearResults());
     $.results.replaceChildren(el("p", { class: "results-head" }, message, close));
     $.results.hidden = false;
+    this.revealResults();
   }
 
-  private showResults(result: ValidationResult, intro: string | null): void {
+  /** Bring the results into view, with the hint button after them when there is room (help is near). */
+  private revealResults(): void {
+    revealWithin($.results, $.hints.hidden || $.hintButton.hidden ? null : $.hintButton);
+  }
+
+  /**
+   * Show a check's result in the flow of the step, just after its text
+   * ("Your task") and above the hints, so it covers nothing. ``reveal``
+   * scrolls it into view (the student asked: Check, a refused Next); a
+   * watched check updating in the background does not move the page.
+   */
+  private showResults(result: ValidationResult, intro: string | null, reveal: boolean): void {
     this.resultsShown = true;
     const failing = result.results.filter((r) => !r.passed).length;
     const total = result.results.length;
@@ -446,8 +486,7 @@ class App {
     head.append(close);
     $.results.replaceChildren(...parts);
     $.results.hidden = false;
-    $.results.scrollTop = 0;
-    if (narrow.matches) $.results.scrollIntoView({ block: "nearest" });
+    if (reveal) this.revealResults();
   }
 
   private async refreshStatus(): Promise<void> {
@@ -463,24 +502,24 @@ class App {
   private async navigate(body: { action: string; step?: string }): Promise<void> {
     if (this.busy) return;
     this.busy = true;
+    this.studentNavigating = true;
     this.renderButtons();
     const button = body.action === "previous" ? $.prev : body.action === "jump" ? null : $.next;
     button?.setAttribute("aria-busy", "true");
     try {
       const status = await this.api.post<Status>("/api/v1/navigation", body);
       this.busy = false;
-      this.focusOnStepChange = true;
       await this.applyStatus(status, true);
     } catch (err) {
       if (err instanceof ApiError) {
         const validation = err.body.validation as ValidationResult | undefined;
         if (err.code === "step_not_completed" && validation) {
-          this.showResults(validation, "Finish these first, then press Next again.");
+          this.showResults(validation, "Finish these first, then press Next again.", true);
         } else this.toast(err.message);
       }
     } finally {
       this.busy = false;
-      this.focusOnStepChange = false;
+      this.studentNavigating = false;
       button?.removeAttribute("aria-busy");
       this.renderButtons();
     }
@@ -501,7 +540,7 @@ class App {
       return;
     }
     this.terms.type(text);
-    if (narrow.matches) byId("terminal-pane").scrollIntoView({ block: "nearest", behavior: "smooth" });
+    this.focus.afterRun();
   }
 
   // ---- Live updates and reconnection ----------------------------------
@@ -527,7 +566,7 @@ class App {
       if (!result || !this.step || result.step !== this.step.id) return;
       // Watched checks: update results the student is looking at, and say so
       // when the step completes by itself.
-      if (this.resultsShown || result.passed) this.showResults(result, null);
+      if (this.resultsShown || result.passed) this.showResults(result, null, false);
       if (result.passed) void this.refreshStatus();
     });
     events.addEventListener("terminal", () => {

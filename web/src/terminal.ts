@@ -72,6 +72,17 @@ const theme = (): ITheme => (darkQuery.matches ? DARK : LIGHT);
 
 export type TabState = "connecting" | "open" | "reconnecting" | "exited" | "closed";
 
+/** How each state reads in the tab's tooltip (the dot's colour says it to those who see colours). */
+const STATE_WORDS: Record<TabState, string> = {
+  connecting: "starting",
+  open: "connected",
+  reconnecting: "reconnecting",
+  exited: "shell ended",
+  closed: "closed",
+};
+
+const SCREEN_READER_KEY = "workshop.screenReader";
+
 const encoder = new TextEncoder();
 
 function frame(command: number, payload: string): Uint8Array {
@@ -96,6 +107,8 @@ export class TerminalTab {
   private overlay: HTMLElement | null = null;
   private everOpened = false;
   private lastSize = "";
+  /** What the shell calls itself (ttyd's title frame: user@host: dir). */
+  private shellTitle = "";
 
   constructor(
     readonly manager: TerminalManager,
@@ -115,9 +128,14 @@ export class TerminalTab {
       role: "tab",
       "aria-controls": `${id}-panel`,
     }) as HTMLButtonElement;
-    this.label.append(el("span", { class: "term-status-dot", "aria-hidden": "true" }), `Terminal ${number}`);
+    this.label.append(
+      el("span", { class: "term-status-dot", "aria-hidden": "true" }),
+      // Crowded, the strip shows only the number: "Terminal" stays for screen readers.
+      el("span", { class: "term-tab-name" }, el("span", { class: "term-tab-word" }, "Terminal "), String(number)),
+    );
     this.tab = el("div", { class: "term-tab", "data-state": this.state });
     this.tab.append(this.label);
+    this.renderTooltip();
     this.term = new Terminal({
       allowProposedApi: false,
       cursorBlink: true,
@@ -126,7 +144,7 @@ export class TerminalTab {
       lineHeight: 1.15,
       scrollback: 5000,
       theme: theme(),
-      screenReaderMode: false,
+      screenReaderMode: manager.screenReader,
     });
     this.term.loadAddon(this.fit);
     this.term.loadAddon(new WebLinksAddon((_event, uri) => window.open(uri, "_blank", "noopener,noreferrer")));
@@ -144,10 +162,19 @@ export class TerminalTab {
     });
   }
 
+  get name(): string {
+    return `Terminal ${this.number}`;
+  }
+
+  /** The full name, state and shell title: shown when the tab is too narrow for its name. */
+  private renderTooltip(): void {
+    this.label.title = `${this.name} (${STATE_WORDS[this.state]})${this.shellTitle ? `: ${this.shellTitle}` : ""}`;
+  }
+
   /** Attach xterm to its panel (once the panel is in the document) and connect. */
   start(): void {
     this.term.open(this.panel);
-    this.term.textarea?.setAttribute("aria-label", `Terminal ${this.number}: type commands here`);
+    this.term.textarea?.setAttribute("aria-label", `${this.name}: type commands here`);
     this.fitNow();
     this.connect();
   }
@@ -229,7 +256,10 @@ export class TerminalTab {
       const data = typeof ev.data === "string" ? encoder.encode(ev.data) : new Uint8Array(ev.data as ArrayBuffer);
       if (data.length === 0) return;
       if (data[0] === OUT_OUTPUT) this.term.write(data.subarray(1));
-      else if (data[0] === OUT_TITLE) this.label.title = new TextDecoder().decode(data.subarray(1));
+      else if (data[0] === OUT_TITLE) {
+        this.shellTitle = new TextDecoder().decode(data.subarray(1));
+        this.renderTooltip();
+      }
       // "2" (preferences) is ignored: the UI sets its own.
     };
     ws.onclose = (ev: CloseEvent) => {
@@ -315,6 +345,7 @@ export class TerminalTab {
   private setState(state: TabState): void {
     this.state = state;
     this.tab.dataset.state = state;
+    this.renderTooltip();
     this.manager.onStateChange();
   }
 
@@ -330,7 +361,7 @@ export class TerminalTab {
       b.addEventListener("click", () => {
         this.hideOverlay();
         button.action();
-        this.term.focus();
+        this.manager.onTabAction();
       });
       card.append(b);
     }
@@ -359,8 +390,13 @@ export class TerminalTab {
 export class TerminalManager {
   readonly tabs: TerminalTab[] = [];
   active: TerminalTab | null = null;
+  /** The student opened, switched, closed or restarted a terminal (the page's focus rules act on it). */
+  onTabAction: () => void = () => undefined;
+  /** xterm.js's screen reader support (an accessibility tree of the rows), remembered per browser. */
+  screenReader = false;
   private counter = 0;
   private fitFrame = 0;
+  private readonly tip: HTMLElement | null;
 
   constructor(
     private readonly tabBar: HTMLElement,
@@ -368,18 +404,42 @@ export class TerminalManager {
     private readonly onDroppedCallback: () => void,
     private readonly maxTabs = 6,
   ) {
-    new ResizeObserver(() => this.scheduleFit()).observe(stack);
+    this.tip = tabBar.parentElement?.querySelector<HTMLElement>(".term-tip") ?? null;
+    try {
+      this.screenReader = localStorage.getItem(SCREEN_READER_KEY) === "on";
+    } catch {
+      // Storage refused (private mode): off.
+    }
+    new ResizeObserver(() => {
+      this.scheduleFit();
+      this.layoutBar();
+    }).observe(stack);
     tabBar.addEventListener("keydown", (ev) => this.onTabKey(ev));
+    // The strip scrolls sideways when the tabs do not fit: let the mouse
+    // wheel do that (a scrollbar in a 40 px bar is more hindrance than help).
+    tabBar.addEventListener(
+      "wheel",
+      (ev) => {
+        if (tabBar.scrollWidth <= tabBar.clientWidth || Math.abs(ev.deltaX) >= Math.abs(ev.deltaY)) return;
+        tabBar.scrollLeft += ev.deltaY;
+        ev.preventDefault();
+      },
+      { passive: false },
+    );
+    tabBar.addEventListener("scroll", () => this.markEdges(), { passive: true });
   }
 
   add(): TerminalTab | null {
     if (this.tabs.length >= this.maxTabs) return null;
     const tab = new TerminalTab(this, ++this.counter);
     this.tabs.push(tab);
-    tab.label.addEventListener("click", () => this.activate(tab));
+    tab.label.addEventListener("click", () => {
+      this.activate(tab);
+      this.onTabAction();
+    });
     this.tabBar.append(tab.tab);
     this.stack.append(tab.panel);
-    this.activate(tab, false);
+    this.activate(tab);
     tab.start();
     this.renderTabs();
     return tab;
@@ -392,9 +452,10 @@ export class TerminalManager {
     tab.dispose();
     if (this.active === tab) this.activate(this.tabs[Math.max(0, index - 1)]);
     this.renderTabs();
+    this.onTabAction();
   }
 
-  activate(tab: TerminalTab, focus = true): void {
+  activate(tab: TerminalTab): void {
     this.active = tab;
     for (const t of this.tabs) {
       const on = t === tab;
@@ -404,7 +465,62 @@ export class TerminalManager {
       t.label.tabIndex = on ? 0 : -1;
     }
     this.scheduleFit();
-    if (focus) tab.term.focus();
+    this.layoutBar();
+  }
+
+  /** Focus the active terminal's input; false if there is none. */
+  focusActive(): boolean {
+    if (!this.active || this.active.state === "closed") return false;
+    this.active.term.focus();
+    return true;
+  }
+
+  /** Turn xterm.js's screen reader mode on or off in every terminal (and remember it). */
+  setScreenReader(on: boolean): void {
+    this.screenReader = on;
+    for (const t of this.tabs) t.term.options.screenReaderMode = on;
+    try {
+      localStorage.setItem(SCREEN_READER_KEY, on ? "on" : "off");
+    } catch {
+      // Not remembered: it still applies to this page.
+    }
+  }
+
+  /**
+   * Fit the tab strip: the copy/paste tip gives way first, then the tabs
+   * show only their numbers (the full name and state in their tooltips),
+   * then the strip scrolls; the active tab is always scrolled into view.
+   * ("Termina", cut off mid-word with the active tab out of sight, was what
+   * four tabs looked like.)
+   */
+  private layoutBar(): void {
+    const bar = this.tabBar;
+    const crowded = (): boolean =>
+      bar.scrollWidth > bar.clientWidth ||
+      this.tabs.some((t) => {
+        const name = t.label.querySelector<HTMLElement>(".term-tab-name");
+        return name !== null && name.scrollWidth > name.clientWidth;
+      });
+    bar.classList.remove("compact");
+    if (this.tip) this.tip.hidden = false;
+    if (crowded() && this.tip) this.tip.hidden = true;
+    if (crowded()) bar.classList.add("compact");
+    const tab = this.active?.tab;
+    if (tab && bar.scrollWidth > bar.clientWidth) {
+      const left = tab.offsetLeft; // the strip is the tabs' offsetParent (position: relative)
+      if (left < bar.scrollLeft) bar.scrollLeft = left;
+      else if (left + tab.offsetWidth > bar.scrollLeft + bar.clientWidth) {
+        bar.scrollLeft = left + tab.offsetWidth - bar.clientWidth;
+      }
+    }
+    this.markEdges();
+  }
+
+  /** Fade the strip's edges where more tabs hide. */
+  private markEdges(): void {
+    const bar = this.tabBar;
+    bar.classList.toggle("more-left", bar.scrollLeft > 1);
+    bar.classList.toggle("more-right", bar.scrollLeft + bar.clientWidth < bar.scrollWidth - 1);
   }
 
   private renderTabs(): void {
@@ -421,6 +537,7 @@ export class TerminalManager {
         t.tab.append(close);
       } else if (this.tabs.length === 1 && close) close.remove();
     }
+    this.layoutBar();
   }
 
   private onTabKey(ev: KeyboardEvent): void {
@@ -428,7 +545,7 @@ export class TerminalManager {
     if (!(ev.target instanceof HTMLElement) || ev.target.getAttribute("role") !== "tab" || !this.active) return;
     const i = this.tabs.indexOf(this.active);
     const next = this.tabs[(i + (ev.key === "ArrowRight" ? 1 : this.tabs.length - 1)) % this.tabs.length];
-    this.activate(next, false);
+    this.activate(next);
     next.label.focus();
     ev.preventDefault();
   }
