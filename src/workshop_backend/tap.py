@@ -123,9 +123,11 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
     from workshop_backend.content.renderer import CachedRenderer
     from workshop_backend.http.api import Api
     from workshop_backend.http.events import EventHub, EventStreamResource
+    from workshop_backend.http.limits import ClientLimit
     from workshop_backend.http.security import Guard, content_security_policy
     from workshop_backend.http.site import GuardedResource, make_site
     from workshop_backend.http.static import index_loader, static_resource
+    from workshop_backend.http.tickets import Tickets
     from workshop_backend.http.views import event_data
     from workshop_backend.services import BackendService, ListenService, ReadinessProbe, WorkingCopyService
     from workshop_backend.support.reactor import global_reactor
@@ -177,6 +179,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         token=settings.token,
         allowed_hosts=settings.allowed_hosts,
         allowed_origins=settings.allowed_origins,
+        tickets=Tickets(reactor.seconds),
     )
     bridge = TerminalBridge(
         supervisor,
@@ -222,6 +225,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         static=static_resource(),
         terminal=bridge.resource,
         events=events,
+        tickets=guard.tickets,
     )
     working_copy.on_opened += [api.attach, lambda runtime: readiness.changed()]
 
@@ -237,6 +241,8 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         body_cap=api.body_cap,
         route_of=api.route_of,
         metrics=metrics,
+        guard=guard,
+        clients=ClientLimit(),
     )
 
     working_copy.setServiceParent(backend)
