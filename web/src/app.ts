@@ -3,7 +3,7 @@
 // /api/v1/events and brought back by itself when the backend goes away.
 // See docs/ui.md.
 
-import { Api, ApiError, NetworkError } from "./api";
+import { adoptLoginKey, Api, ApiError, authHeaders, NetworkError } from "./api";
 import { renderMarkdown } from "./content";
 import { byId, el, icon } from "./dom";
 import { setupSplit } from "./split";
@@ -21,6 +21,7 @@ const $ = {
   stepList: byId("step-list"),
   banner: byId("banner"),
   bannerText: byId("banner-text"),
+  diskBanner: byId("disk-banner"),
   layout: byId("layout"),
   scroll: byId("instructions-scroll"),
   kicker: byId("step-kicker"),
@@ -68,8 +69,13 @@ class App {
   /** The step a container swap is bringing (phase transitioning seen, not yet ready). */
   private movingTo: string | null = null;
   private eventsTimer: number | undefined;
+  private eventsSeq = 0;
+  /** A save refused for a full disk (507), made again by itself once there is room. */
+  private afterDiskFull: (() => void) | null = null;
+  private diskTimer: number | undefined;
 
   start(): void {
+    adoptLoginKey();
     setupSplit($.layout, $.divider, () => this.terms.scheduleFit());
     narrow.addEventListener("change", () => this.terms.scheduleFit());
     $.prev.addEventListener("click", () => void this.navigate({ action: "previous" }));
@@ -145,6 +151,7 @@ class App {
       void this.refreshWorkshop();
     }
     this.renderHeader();
+    this.renderDisk(status.problems?.includes("disk_full") ?? false);
     if (status.current_step && status.current_step !== this.step?.id) {
       // One load per step: a status that arrives while that step is loading
       // waits for it, so the phase (a transition note...) never shows above
@@ -333,13 +340,15 @@ class App {
     if (!step || this.hintsShown >= step.hints) return;
     $.hintButton.disabled = true;
     try {
-      const hint = await this.api.get<Hint>(`/api/v1/steps/${encodeURIComponent(step.id)}/hints/${this.hintsShown}`);
+      // A POST: revealing is recorded in progress (a GET only shows a hint revealed before).
+      const hint = await this.api.post<Hint>(`/api/v1/steps/${encodeURIComponent(step.id)}/hints/${this.hintsShown}`);
       if (this.step !== step) return;
       this.hintsShown++;
       this.addHint(hint, this.hintsShown).scrollIntoView({ block: "nearest" });
       this.renderHints();
     } catch (err) {
-      if (err instanceof ApiError) this.toast(err.message);
+      if (err instanceof ApiError && err.code === "disk_full") this.diskFull(() => void this.revealHint());
+      else if (err instanceof ApiError) this.toast(err.message);
     } finally {
       $.hintButton.disabled = false;
     }
@@ -377,7 +386,8 @@ class App {
       if (this.step === step) this.showResults(result, null);
       void this.refreshStatus();
     } catch (err) {
-      if (err instanceof ApiError) this.showProblem(err.message);
+      if (err instanceof ApiError && err.code === "disk_full") this.diskFull(() => void this.runCheck());
+      else if (err instanceof ApiError) this.showProblem(err.message);
     } finally {
       $.check.removeAttribute("aria-busy");
       $.check.textContent = "Check";
@@ -474,7 +484,8 @@ class App {
     } catch (err) {
       if (err instanceof ApiError) {
         const validation = err.body.validation as ValidationResult | undefined;
-        if (err.code === "step_not_completed" && validation) {
+        if (err.code === "disk_full") this.diskFull(() => void this.navigate(body));
+        else if (err.code === "step_not_completed" && validation) {
           this.showResults(validation, "Finish these first, then press Next again.");
         } else this.toast(err.message);
       }
@@ -509,7 +520,22 @@ class App {
   private openEvents(): void {
     window.clearTimeout(this.eventsTimer);
     this.events?.close();
-    const events = new EventSource("/api/v1/events", { withCredentials: true });
+    this.events = null;
+    // EventSource cannot send headers: the stream opens with a single-use ticket.
+    const seq = ++this.eventsSeq;
+    this.api.ticketed("/api/v1/events").then(
+      (url) => {
+        if (seq === this.eventsSeq && !this.offline && !this.authFailed) this.listen(url);
+      },
+      () => {
+        // 401 and a lost backend are the Api listener's; anything else: try again later.
+        if (seq === this.eventsSeq && !this.offline && !this.authFailed) void this.afterEventsError();
+      },
+    );
+  }
+
+  private listen(url: string): void {
+    const events = new EventSource(url);
     this.events = events;
     const parse = (ev: MessageEvent): unknown => {
       try {
@@ -553,7 +579,11 @@ class App {
     if (this.offline || this.authFailed) return;
     let answers = false;
     try {
-      const response = await fetch("/api/v1/status", { credentials: "same-origin", cache: "no-store" });
+      const response = await fetch("/api/v1/status", {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: authHeaders(),
+      });
       if (response.status === 401) {
         this.showAuthPage();
         return;
@@ -612,7 +642,11 @@ class App {
   private async probe(retry: boolean): Promise<void> {
     let status: Status;
     try {
-      const response = await fetch("/api/v1/status", { credentials: "same-origin", cache: "no-store" });
+      const response = await fetch("/api/v1/status", {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: authHeaders(),
+      });
       if (response.status === 401) {
         this.showAuthPage();
         return;
@@ -652,6 +686,29 @@ class App {
     this.openEvents();
     this.terms.reconnectAll();
     this.renderButtons();
+  }
+
+  // ---- A full disk ----------------------------------------------------
+
+  /** A save was refused for lack of disk space: say what to do, and make it again once there is room. */
+  private diskFull(retry: () => void): void {
+    this.afterDiskFull = retry;
+    this.renderDisk(true);
+  }
+
+  /** The banner while the disk is full; the status says when it is not (checked every few seconds too). */
+  private renderDisk(full: boolean): void {
+    window.clearTimeout(this.diskTimer);
+    if (full) {
+      $.diskBanner.hidden = false;
+      this.diskTimer = window.setTimeout(() => void this.refreshStatus(), 5000);
+      return;
+    }
+    if ($.diskBanner.hidden) return;
+    $.diskBanner.hidden = true;
+    const retry = this.afterDiskFull;
+    this.afterDiskFull = null;
+    if (retry) retry();
   }
 
   private showAuthPage(): void {
