@@ -133,7 +133,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
     from workshop_backend.support.reactor import global_reactor
     from workshop_backend.terminal.bridge import TerminalBridge
     from workshop_backend.terminal.supervisor import TtydSupervisor
-    from workshop_backend.terminal.ttydbin import TtydNotFound, find_ttyd
+    from workshop_backend.terminal.ttydbin import TtydNotFound, find_ttyd, verify_bundled
     from workshop_backend.validation.runner import Validator
 
     reactor = reactor if reactor is not None else global_reactor()
@@ -149,7 +149,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         environ["HOME"] = settings.workdir
 
     try:
-        ttyd = find_ttyd(settings.ttyd)
+        ttyd = find_ttyd(settings.ttyd, fallback_dir=settings.state_dir / "bin")
     except TtydNotFound as e:
         ttyd = settings.ttyd or "ttyd"
         missing_ttyd: str | None = str(e)
@@ -162,6 +162,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         state_dir=settings.state_dir,
         cwd=settings.workdir,
         env=environ,
+        verify=lambda: verify_bundled(ttyd),
     )
     # Metrics only with --metrics-listen (prometheus_client is imported then).
     metrics: Metrics | None = None

@@ -58,16 +58,21 @@ class Reserve:
             return True
 
     def restore(self) -> bool:
-        """Make the reserve (again) if the disk has room for it and some headroom; True if it is there.
+        """Make the reserve (again) if the disk has room for it and some headroom; True if the disk is usable.
 
         Raises nothing for a full disk: False means "not yet".
         """
         with self._lock:
+            stat = os.statvfs(self.path.parent)
+            free = stat.f_bavail * stat.f_frsize
             if self.held:
+                # Full while the reserve is still there (a write that may not use it failed): room again
+                # once there is some headroom beside it.
+                if free < self.headroom:
+                    return False
                 self.released = False
                 return True
-            stat = os.statvfs(self.path.parent)
-            if stat.f_bavail * stat.f_frsize < self.size + self.headroom:
+            if free < self.size + self.headroom:
                 return False
             tmp = self.path.with_name(self.path.name + ".tmp")
             try:
