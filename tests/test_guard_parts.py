@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
 from tests.fakes import SyncPool
-from tests.test_api import JSON, TOKEN, Harness, standard
+from tests.test_api import TOKEN, Harness, standard
 from tests.test_security import MemoryChannel, guarded
 from workshop_backend.http.api import Api
 from workshop_backend.http.limits import ClientLimit

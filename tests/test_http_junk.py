@@ -24,10 +24,10 @@ from twisted.web.static import Data
 
 from tests.test_api import Harness, standard
 from workshop_backend.http.api import Api
-from workshop_backend.http.security import Guard, content_security_policy
 from workshop_backend.http.limits import ClientLimit
-from workshop_backend.http.tickets import Tickets
+from workshop_backend.http.security import Guard, content_security_policy
 from workshop_backend.http.site import GuardedResource, make_site
+from workshop_backend.http.tickets import Tickets
 
 SEED = 20261125
 RANDOM_CASES = 220

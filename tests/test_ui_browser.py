@@ -744,7 +744,9 @@ const base = "BASE";
 const settle = (img) => new Promise((r) => { img.onload = img.onerror = r; if (img.complete) r(); });
 (async () => {
   await Promise.all([settle(document.getElementById("a")), settle(document.getElementById("b"))]);
-  for (const path of ["/api/v1/steps/FIRST/hints/0", "/api/v1/steps/LOCKED/hints/0", "/api/v1/navigation", "/api/v1/tickets"]) {
+  const paths = ["/api/v1/steps/FIRST/hints/0", "/api/v1/steps/LOCKED/hints/0",
+                 "/api/v1/navigation", "/api/v1/tickets"];
+  for (const path of paths) {
     try {
       await fetch(base + path, { method: "POST", mode: "no-cors", credentials: "include",
         headers: { "Content-Type": "text/plain" }, body: '{"action": "next"}' });
@@ -780,7 +782,7 @@ class AttackerPageTests(BrowserTestCase):
         page_html: list[bytes] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 received.append(self.headers.get("Cookie") or "")
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")

@@ -560,9 +560,7 @@ class WorkshopRuntime:
         if self.disk_full and not await self._recover():
             raise DiskFull()
         saved = await self._saved(
-            lambda: self.store.state_put(
-                key, encoded, self.now(), max_keys=STATE_KEYS_MAX, max_bytes=STATE_TOTAL_MAX
-            )
+            lambda: self.store.state_put(key, encoded, self.now(), max_keys=STATE_KEYS_MAX, max_bytes=STATE_TOTAL_MAX)
         )
         if saved == "keys":
             raise Refused(

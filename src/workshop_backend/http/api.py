@@ -115,7 +115,8 @@ class Drain:
     buffer in memory, however slowly the client reads.
     """
 
-    def __init__(self, request: IRequest) -> None:
+    def __init__(self, request: Any) -> None:
+        # A twisted.web Request: IRequest declares neither producers nor notifyFinish.
         self.request = request
         self.paused = False
         self.gone = False
@@ -227,7 +228,9 @@ class Api:
         if ready:
             # Ready, but with a problem the operator should see (disk_full): still 200, since the
             # student needs the page and the terminal to fix it.
-            return write_json(request, {"status": "ready"} if reason == "ready" else {"status": "ready", "reason": reason})
+            return write_json(
+                request, {"status": "ready"} if reason == "ready" else {"status": "ready", "reason": reason}
+            )
         return write_json(request, {"status": "not_ready", "reason": reason}, 503)
 
     # -- the UI -------------------------------------------------------------------

@@ -239,7 +239,7 @@ class LimitedChannel(http.HTTPChannel):
     def connectionMade(self) -> None:
         """Count the connection against its client's limit; start the idle deadline."""
         super().connectionMade()
-        limit: ClientLimit | None = getattr(self.site, "clients", None)
+        limit: ClientLimit | None = getattr(getattr(self, "site", None), "clients", None)
         if limit is not None:
             client = client_of(self.transport)
             if limit.admit(client, self.transport):
@@ -272,7 +272,7 @@ class LimitedChannel(http.HTTPChannel):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """No deadline for a connection that is gone; it no longer counts against its client."""
         self._arm(None)
-        limit: ClientLimit | None = getattr(self.site, "clients", None)
+        limit: ClientLimit | None = getattr(getattr(self, "site", None), "clients", None)
         if limit is not None and self._client is not None:
             limit.release(self._client, self.transport)
         super().connectionLost(reason)

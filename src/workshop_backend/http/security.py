@@ -221,7 +221,9 @@ class Guard:
         host = hosts[0].decode("latin-1") if hosts else ""
         port = split_host(host)[1]
         if port and not (ascii_digits(port) and len(port) <= 5 and int(port) <= 65535):
-            return Verdict(ApiError(400, "bad_request", "The Host header's port must be a number (ASCII digits)."), False)
+            return Verdict(
+                ApiError(400, "bad_request", "The Host header's port must be a number (ASCII digits)."), False
+            )
         if not self.host_allowed(host):
             return Verdict(ApiError(403, "forbidden_host", "This backend does not answer to that host name."), False)
         path = canonical_path(request.path)

@@ -69,7 +69,7 @@ def disk_full(error: BaseException) -> bool:
     """Did this fail for lack of space (SQLite's SQLITE_FULL, or ENOSPC/EDQUOT)?"""
     if isinstance(error, sqlite3.Error):
         code = getattr(error, "sqlite_errorcode", None)
-        return code is not None and code & 0xFF == sqlite3.SQLITE_FULL or "database or disk is full" in str(error)
+        return (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "database or disk is full" in str(error)
     return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -301,8 +301,11 @@ class Store:
                 )
                 count, total, exists = txn.fetchone()
                 if exists:
-                    txn.execute("SELECT LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB)) FROM custom_state"
-                                " WHERE key = ?", (key,))
+                    txn.execute(
+                        "SELECT LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB)) FROM custom_state"
+                        " WHERE key = ?",
+                        (key,),
+                    )
                     total -= txn.fetchone()[0]
                 elif max_keys is not None and count >= max_keys:
                     return "keys"
