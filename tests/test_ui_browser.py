@@ -706,7 +706,7 @@ class SessionTests(BrowserTestCase):
 
         def body(page: Any) -> None:
             page.wait_for_selector(TERMINAL_OPEN)
-            self.assertEqual(page.url, self.daemon.url)
+            see(page).to_have_url(self.daemon.url)  # neither the token nor the browser key in the address
             self.assertTrue(page.evaluate("localStorage.getItem('workshop-backend.key') !== null"))
             page.reload()
             page.wait_for_selector("#step-title:not(:empty)")
@@ -723,10 +723,10 @@ class SessionTests(BrowserTestCase):
             try:
                 device = other.new_page()
                 device.goto(self.daemon.url)
-                self.assertIn("Access token required", device.content())
+                see(device.locator("h1")).to_have_text("Access token required")
                 device.goto(f"{self.daemon.url}?token={self.token}")
                 wait_prompt(device)
-                self.assertEqual(device.url, self.daemon.url)
+                see(device).to_have_url(self.daemon.url)
                 self.shot(device, "session-second-device")
             finally:
                 other.close()
@@ -864,8 +864,8 @@ class DiskFullBannerTests(BrowserTestCase):
             first = fill("big-1")
             # The move is still saved (the reserve); the page now says the disk is full.
             click_next(page, steps[1]["title"])
-            page.wait_for_selector("#disk-banner:not([hidden])")
-            self.assertIn("du -sh", page.locator("#disk-banner").inner_text())
+            see(page.locator("#disk-banner")).to_be_visible()
+            see(page.locator("#disk-banner")).to_contain_text("du -sh * | sort -h")
             self.shot(page, "disk-full-wide")
             page.set_viewport_size(NARROW)
             self.shot(page, "disk-full-narrow")
