@@ -427,6 +427,18 @@ class AccessLogTests(DaemonCase):
                 self.assertEqual(status_of(request(port, "GET", f"/static/{path}")), 404)
 
 
+class TokenEnvironmentTests(DaemonCase):
+    """Finding 8: ``WORKSHOP_TOKEN`` was readable from the student's shell via ``/proc/<daemon pid>/environ``."""
+
+    async def test_token_not_in_proc_environ(self) -> None:
+        """Once the daemon runs, its environment block no longer holds the token (a token file is the production way)."""
+        daemon = self.start()
+        await self.ready(daemon)
+        environ = Path(f"/proc/{daemon.pid}/environ").read_bytes()
+        self.assertNotIn(TOKEN.encode(), environ)
+        self.assertIn(b"WORKSHOP_TOKEN=" + b"x" * len(TOKEN), environ)
+
+
 class DiskFullTests(DaemonCase):
     """Finding 7: a full disk answered 500 with a traceback per request, and said nothing useful."""
 

@@ -28,6 +28,7 @@ from workshop_backend.http.listening import EndpointService
 from workshop_backend.state.space import Reserve
 from workshop_backend.state.store import Store
 from workshop_backend.state.workingcopy import prepare
+from workshop_backend.support.environ import blank_environment
 from workshop_backend.support.reactor import IBackendReactor
 from workshop_backend.workshop.distribution import DistributionError
 
@@ -79,6 +80,8 @@ class BackendService(MultiService):
             self.log.warn(
                 "the default state dir is not writable; using {state_dir} instead", state_dir=str(s.state_dir)
             )
+        # The token has been read: /proc/<pid>/environ must not show it to the student's shell.
+        blank_environment(("WORKSHOP_TOKEN",))
         if s.auth == "none":
             self.log.warn(
                 "--auth none: anyone who reaches this port gets a shell; use it only behind an authenticating proxy"
