@@ -431,7 +431,7 @@ class TokenEnvironmentTests(DaemonCase):
     """Finding 8: ``WORKSHOP_TOKEN`` was readable from the student's shell via ``/proc/<daemon pid>/environ``."""
 
     async def test_token_not_in_proc_environ(self) -> None:
-        """Once the daemon runs, its environment block no longer holds the token (a token file is the production way)."""
+        """Once the daemon runs, its environment block no longer holds the token (a token file is better still)."""
         daemon = self.start()
         await self.ready(daemon)
         environ = Path(f"/proc/{daemon.pid}/environ").read_bytes()
