@@ -9,7 +9,7 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -344,3 +344,29 @@ class PrivateDirTests(SynchronousTestCase):
         self.assertIn("expected", ttydbin.verify_bundled(str(copy)) or "")
         self.assertIn("cannot verify", ttydbin.verify_bundled(str(root / "gone" / ttydbin.BUNDLED_NAME)) or "")
         self.assertIsNone(ttydbin.verify_bundled("/usr/bin/ttyd"))
+
+
+class RefusalLogTests(SynchronousTestCase):
+    """Requests refused before they are whole still get their access line."""
+
+    def test_logged(self) -> None:
+        """Malformed framing (400), a line too long (431), a body without credentials (413): one event each."""
+        from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        h = guarded(self)
+        for data in (
+            b"POST /api/v1/navigation HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+            b"GET /" + b"a" * 20000,
+            b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\n",
+        ):
+            m = MemoryChannel(h.resource)
+            m.site.guard = h.guard  # type: ignore[attr-defined]
+            m.send(data)
+        access = [
+            (e["method"], e["path"], e["status"]) for e in events if e.get("log_namespace") == "workshop_backend.access"
+        ]
+        self.assertEqual(access, [("POST", "/api/v1/navigation", 400), ("-", "-", 431), ("POST", "/healthz", 413)])

@@ -297,7 +297,21 @@ class LimitedChannel(http.HTTPChannel):
         else:
             self.timeoutConnection()
 
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """Twisted's 400 for malformed framing: logged like any other answer."""
+        self._log_refusal(400)
+        super()._respondToBadRequestAndDisconnect()
+
     def _refuse_raw(self, status: int, code: str, message: str) -> None:
         if self.transport is not None and not getattr(self.transport, "disconnecting", False):
             self.transport.write(raw_response(status, code, message))
+        self._log_refusal(status)
         self.timeoutConnection()
+
+    def _log_refusal(self, status: int) -> None:
+        """A request refused before it was whole (no request object answers it): one access event."""
+        log_refusal = getattr(getattr(self, "site", None), "log_refusal", None)
+        if log_refusal is not None:
+            method = getattr(self, "_command", b"") or b"-"
+            uri = getattr(self, "_path", b"") or b"-"
+            log_refusal(method, uri.split(b"?", 1)[0], status)

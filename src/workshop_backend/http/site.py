@@ -128,6 +128,17 @@ class WorkshopSite(server.Site):
         # would rename itself after the class ("workshop_backend.http.site.WorkshopSite").
         self.access = Logger(namespace="workshop_backend.access", source=self)
 
+    def log_refusal(self, method: bytes, path: bytes, status: int) -> None:
+        """A request refused before it was whole (malformed, too slow, a line too long)."""
+        self.access.info(
+            "{method} {path} {status} {duration_ms:.1f} ms",
+            method=method.decode("latin-1")[:16],
+            path=path.decode("latin-1")[:256],
+            status=status,
+            duration_ms=0.0,
+            bytes=0,
+        )
+
     def log(self, request: Any) -> None:
         """One event per request: method, path, status, duration, bytes."""
         started = getattr(request, "started", 0.0)
