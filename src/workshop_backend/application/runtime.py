@@ -244,7 +244,12 @@ class WorkshopRuntime:
             watch_active=watch_active,
             metrics=metrics,
         )
-        if not await store.restore_reserve():
+        try:
+            reserved = await store.restore_reserve()
+        except OSError as e:  # not fatal: saving works without a reserve, just with less to fall back on
+            cls.log.warn("cannot make the space reserve: {error}", error=str(e))
+            reserved = True
+        if not reserved:
             runtime._disk_is_full()
         runtime._rewatch()
         runtime.hub.publish("status", runtime.status())
