@@ -29,6 +29,7 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 from twisted.internet.defer import Deferred
@@ -208,6 +209,15 @@ class Daemon:
             return json.loads(response.read() or b"null")
 
 
+def wait_log(daemon: Daemon, text: str) -> None:
+    """Wait (bounded) until the daemon has logged a line containing ``text``."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not any(text in line for line in list(daemon.log)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the daemon never logged {text!r}")
+        time.sleep(0.05)
+
+
 def terminal_text(page: Any) -> str:
     """The text the active terminal shows."""
     return str(page.locator(ACTIVE_ROWS).inner_text())
@@ -298,7 +308,8 @@ class BrowserTestCase(TestCase):
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
                 try:
-                    page = browser.new_page(viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
+                    context = browser.new_context(viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
+                    page = context.new_page()
                     page.set_default_timeout(WAIT_MS)
                     see.set_options(timeout=WAIT_MS)
                     problems: list[str] = []
@@ -679,5 +690,196 @@ class TransitionTests(BrowserTestCase):
             self.assertTrue((self.daemon.workspace / "marker-new-container").is_file())
             self.assertTrue(page.evaluate("window.__sameDocument === true"))
             self.shot(page, "transitioned")
+
+        return self.in_browser(body)
+
+
+class SessionTests(BrowserTestCase):
+    """``--auth token`` as a student uses it: the link once, then reloads, new tabs, a second device."""
+
+    token = "ui-session-token-0001"
+
+    def test_reload_new_tab_and_second_device(self) -> Deferred[None]:
+        """After the link, the address bar holds neither the token nor the browser key; a reload and a
+        new tab on the bare address work (terminal included); another browser needs the full link."""
+
+        def body(page: Any) -> None:
+            page.wait_for_selector(TERMINAL_OPEN)
+            see(page).to_have_url(self.daemon.url)  # neither the token nor the browser key in the address
+            self.assertTrue(page.evaluate("localStorage.getItem('workshop-backend.key') !== null"))
+            page.reload()
+            page.wait_for_selector("#step-title:not(:empty)")
+            wait_prompt(page)
+            tab = page.context.new_page()
+            tab.set_viewport_size(WIDE_1366)
+            tab.goto(self.daemon.url)
+            wait_prompt(tab)
+            run_and_wait(tab, "touch marker-new-tab", "tab")
+            self.assertTrue((self.daemon.workspace / "marker-new-tab").is_file())
+            self.shot(tab, "session-new-tab")
+            tab.close()
+            other = page.context.browser.new_context(viewport=NARROW)  # another device
+            try:
+                device = other.new_page()
+                device.goto(self.daemon.url)
+                see(device.locator("h1")).to_have_text("Access token required")
+                device.goto(f"{self.daemon.url}?token={self.token}")
+                wait_prompt(device)
+                see(device).to_have_url(self.daemon.url)
+                self.shot(device, "session-second-device")
+            finally:
+                other.close()
+
+        return self.in_browser(body, path=f"/?token={self.token}")
+
+
+WIDE_1366 = {"width": 1366, "height": 768}
+
+ATTACKER_PAGE = """<!doctype html><title>another app</title>
+<img id="a" src="BASE/api/v1/steps/FIRST/hints/0"><img id="b" src="BASE/api/v1/steps/LOCKED/hints/0">
+<script>
+window.__results = {};
+const base = "BASE";
+const settle = (img) => new Promise((r) => { img.onload = img.onerror = r; if (img.complete) r(); });
+(async () => {
+  await Promise.all([settle(document.getElementById("a")), settle(document.getElementById("b"))]);
+  const paths = ["/api/v1/steps/FIRST/hints/0", "/api/v1/steps/LOCKED/hints/0",
+                 "/api/v1/navigation", "/api/v1/tickets"];
+  for (const path of paths) {
+    try {
+      await fetch(base + path, { method: "POST", mode: "no-cors", credentials: "include",
+        headers: { "Content-Type": "text/plain" }, body: '{"action": "next"}' });
+    } catch (e) {}
+  }
+  try {
+    const r = await fetch(base + "/api/v1/status", { credentials: "include" });
+    window.__results.status = r.status;
+  } catch (e) { window.__results.status = "unreadable"; }
+  await new Promise((resolve) => {
+    const ws = new WebSocket(base.replace("http", "ws") + "/terminal", ["tty"]);
+    ws.onopen = () => { window.__results.ws = "open"; ws.close(); resolve(); };
+    ws.onerror = ws.onclose = () => { window.__results.ws = window.__results.ws || "refused"; resolve(); };
+  });
+  window.__done = true;
+})();
+</script>"""
+
+
+class AttackerPageTests(BrowserTestCase):
+    """Finding 1 and 3 with the browser as the attacker: a page on another loopback port."""
+
+    token = "ui-attack-token-0001"
+
+    def test_page_on_another_port(self) -> Deferred[None]:
+        """The student is logged in; a page served from another port of 127.0.0.1 (which receives the
+        workshop's cookie, as every port of the host does) tries <img> and fetch on hints, navigation,
+        a ticket, the status and the terminal: nothing changes, nothing opens, and the cookie it
+        captured opens nothing when replayed."""
+        import http.server
+
+        received: list[str] = []
+        page_html: list[bytes] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                received.append(self.headers.get("Cookie") or "")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.end_headers()
+                self.wfile.write(page_html[0])
+
+            def log_message(self, *args: Any) -> None:
+                """Quiet."""
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+
+        def body(page: Any) -> None:
+            page.wait_for_selector(TERMINAL_OPEN)
+            steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
+            locked = next(s["id"] for s in steps if s["status"] == "locked")
+            base = self.daemon.url.rstrip("/")
+            page_html.append(
+                ATTACKER_PAGE.replace("BASE", base).replace("FIRST", steps[0]["id"]).replace("LOCKED", locked).encode()
+            )
+            evil = page.context.new_page()
+            evil.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            evil.wait_for_function("window.__done === true")
+            results = evil.evaluate("window.__results")
+            self.assertEqual(results["ws"], "refused")
+            self.assertEqual(results["status"], "unreadable")  # no CORS: the page cannot read anything
+            # The other port did receive the workshop's cookie: replayed, it opens nothing.
+            cookie = next((c for c in received if "workshop_page_" in c), None)
+            self.assertIsNotNone(cookie, received)
+            for method, path in (("GET", "/api/v1/status"), ("GET", "/api/v1/events"), ("POST", "/api/v1/tickets")):
+                request = Request(base + path, method=method, headers={"Cookie": str(cookie)})  # noqa: S310
+                with self.assertRaises(HTTPError) as caught:
+                    urlopen(request, timeout=10)  # noqa: S310
+                self.assertEqual(caught.exception.code, 401)
+            # Nothing changed: no hint revealed, the student still on the first step.
+            progress = self.daemon.api("GET", "/api/v1/progress")["steps"]
+            self.assertEqual(sum(p["hints_revealed"] for p in progress), 0)
+            self.assertEqual(self.daemon.api("GET", "/api/v1/status")["current_step"], steps[0]["id"])
+            evil.close()
+            # The student's own page still works.
+            run_and_wait(page, "true", "still")
+
+        return self.in_browser(body, path=f"/?token={self.token}")
+
+
+class DiskFullBannerTests(BrowserTestCase):
+    """Finding 7 as the student sees it: the banner, and the save made again by itself."""
+
+    def test_banner_and_retry(self) -> Deferred[None]:
+        """The state dir on a small tmpfs (root only): a filled disk shows the banner; Next refused for
+        lack of space is made by itself once the files are deleted."""
+        if os.geteuid() != 0:
+            raise SkipTest("mounting a small tmpfs as the state dir needs root (CI runs as root)")
+        where = Path(self.mktemp()).resolve()
+        where.mkdir(parents=True)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(where)], check=False).returncode:
+            raise SkipTest("cannot mount a tmpfs here")
+        self.daemon.stop()
+        self.daemon = self.new_daemon(where)
+        self.addCleanup(subprocess.run, ["umount", "-l", str(where)], check=False)
+        self.daemon.start()
+
+        def fill(name: str) -> Path:
+            path = self.daemon.workspace / name
+            with path.open("wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                except OSError:
+                    pass
+            return path
+
+        def body(page: Any) -> None:
+            page.set_viewport_size(WIDE_1366)
+            steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
+            page.wait_for_selector(TERMINAL_OPEN)
+            first = fill("big-1")
+            # The move is still saved (the reserve); the page now says the disk is full.
+            click_next(page, steps[1]["title"])
+            see(page.locator("#disk-banner")).to_be_visible()
+            see(page.locator("#disk-banner")).to_contain_text("du -sh * | sort -h")
+            self.shot(page, "disk-full-wide")
+            page.set_viewport_size(NARROW)
+            self.shot(page, "disk-full-narrow")
+            page.set_viewport_size(WIDE_1366)
+            # With the reserve gone too, Previous is refused (507) and waits for room.
+            second = fill("big-2")
+            page.get_by_role("button", name="Previous").click()
+            wait_log(self.daemon, "POST /api/v1/navigation 507")
+            self.assertEqual(self.daemon.api("GET", "/api/v1/status")["current_step"], steps[1]["id"])
+            first.unlink()
+            second.unlink()
+            page.wait_for_selector("#disk-banner", state="hidden", timeout=WAIT_MS)
+            page.wait_for_function(
+                "t => document.getElementById('step-title').textContent === t", arg=steps[0]["title"]
+            )
+            self.assertEqual(self.daemon.api("GET", "/api/v1/status")["problems"], [])
 
         return self.in_browser(body)

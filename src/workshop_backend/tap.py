@@ -123,15 +123,17 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
     from workshop_backend.content.renderer import CachedRenderer
     from workshop_backend.http.api import Api
     from workshop_backend.http.events import EventHub, EventStreamResource
+    from workshop_backend.http.limits import ClientLimit
     from workshop_backend.http.security import Guard, content_security_policy
     from workshop_backend.http.site import GuardedResource, make_site
     from workshop_backend.http.static import index_loader, static_resource
+    from workshop_backend.http.tickets import Tickets
     from workshop_backend.http.views import event_data
     from workshop_backend.services import BackendService, ListenService, ReadinessProbe, WorkingCopyService
     from workshop_backend.support.reactor import global_reactor
     from workshop_backend.terminal.bridge import TerminalBridge
     from workshop_backend.terminal.supervisor import TtydSupervisor
-    from workshop_backend.terminal.ttydbin import TtydNotFound, find_ttyd
+    from workshop_backend.terminal.ttydbin import TtydNotFound, find_ttyd, verify_bundled
     from workshop_backend.validation.runner import Validator
 
     reactor = reactor if reactor is not None else global_reactor()
@@ -147,7 +149,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         environ["HOME"] = settings.workdir
 
     try:
-        ttyd = find_ttyd(settings.ttyd)
+        ttyd = find_ttyd(settings.ttyd, fallback_dir=settings.state_dir / "bin")
     except TtydNotFound as e:
         ttyd = settings.ttyd or "ttyd"
         missing_ttyd: str | None = str(e)
@@ -160,6 +162,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         state_dir=settings.state_dir,
         cwd=settings.workdir,
         env=environ,
+        verify=lambda: verify_bundled(ttyd),
     )
     # Metrics only with --metrics-listen (prometheus_client is imported then).
     metrics: Metrics | None = None
@@ -177,6 +180,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         token=settings.token,
         allowed_hosts=settings.allowed_hosts,
         allowed_origins=settings.allowed_origins,
+        tickets=Tickets(reactor.seconds),
     )
     bridge = TerminalBridge(
         supervisor,
@@ -222,6 +226,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         static=static_resource(),
         terminal=bridge.resource,
         events=events,
+        tickets=guard.tickets,
     )
     working_copy.on_opened += [api.attach, lambda runtime: readiness.changed()]
 
@@ -237,6 +242,8 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         body_cap=api.body_cap,
         route_of=api.route_of,
         metrics=metrics,
+        guard=guard,
+        clients=ClientLimit(),
     )
 
     working_copy.setServiceParent(backend)

@@ -3,7 +3,7 @@
 // /api/v1/events and brought back by itself when the backend goes away.
 // See docs/ui.md.
 
-import { Api, ApiError, NetworkError } from "./api";
+import { adoptLoginKey, Api, ApiError, authHeaders, NetworkError } from "./api";
 import { renderMarkdown } from "./content";
 import { byId, el, icon } from "./dom";
 import { FocusRules, revealWithin } from "./focus";
@@ -22,6 +22,7 @@ const $ = {
   stepList: byId("step-list"),
   banner: byId("banner"),
   bannerText: byId("banner-text"),
+  diskBanner: byId("disk-banner"),
   layout: byId("layout"),
   scroll: byId("instructions-scroll"),
   kicker: byId("step-kicker"),
@@ -79,8 +80,13 @@ class App {
   /** The step a container swap is bringing (phase transitioning seen, not yet ready). */
   private movingTo: string | null = null;
   private eventsTimer: number | undefined;
+  private eventsSeq = 0;
+  /** A save refused for a full disk (507), made again by itself once there is room. */
+  private afterDiskFull: (() => void) | null = null;
+  private diskTimer: number | undefined;
 
   start(): void {
+    adoptLoginKey();
     this.focus.install();
     this.terms.onTabAction = () => this.focus.terminalChosen();
     setupSplit($.layout, $.divider, narrow, () => this.terms.scheduleFit());
@@ -169,6 +175,7 @@ class App {
       void this.refreshWorkshop();
     }
     this.renderHeader();
+    this.renderDisk(status.problems?.includes("disk_full") ?? false);
     if (status.current_step && status.current_step !== this.step?.id) {
       // One load per step: a status that arrives while that step is loading
       // waits for it, so the phase (a transition note...) never shows above
@@ -360,14 +367,16 @@ class App {
     if (!step || this.hintsShown >= step.hints) return;
     $.hintButton.disabled = true;
     try {
-      const hint = await this.api.get<Hint>(`/api/v1/steps/${encodeURIComponent(step.id)}/hints/${this.hintsShown}`);
+      // A POST: revealing is recorded in progress (a GET only shows a hint revealed before).
+      const hint = await this.api.post<Hint>(`/api/v1/steps/${encodeURIComponent(step.id)}/hints/${this.hintsShown}`);
       if (this.step !== step) return;
       this.hintsShown++;
       const node = this.addHint(hint, this.hintsShown);
       this.renderHints();
       this.focus.hintRevealed(node, $.hintButton.hidden ? null : $.hintButton);
     } catch (err) {
-      if (err instanceof ApiError) this.toast(err.message);
+      if (err instanceof ApiError && err.code === "disk_full") this.diskFull(() => void this.revealHint());
+      else if (err instanceof ApiError) this.toast(err.message);
     } finally {
       $.hintButton.disabled = false;
     }
@@ -405,7 +414,8 @@ class App {
       if (this.step === step) this.showResults(result, null, true);
       void this.refreshStatus();
     } catch (err) {
-      if (err instanceof ApiError) this.showProblem(err.message);
+      if (err instanceof ApiError && err.code === "disk_full") this.diskFull(() => void this.runCheck());
+      else if (err instanceof ApiError) this.showProblem(err.message);
     } finally {
       $.check.removeAttribute("aria-busy");
       $.check.textContent = "Check";
@@ -513,7 +523,8 @@ class App {
     } catch (err) {
       if (err instanceof ApiError) {
         const validation = err.body.validation as ValidationResult | undefined;
-        if (err.code === "step_not_completed" && validation) {
+        if (err.code === "disk_full") this.diskFull(() => void this.navigate(body));
+        else if (err.code === "step_not_completed" && validation) {
           this.showResults(validation, "Finish these first, then press Next again.", true);
         } else this.toast(err.message);
       }
@@ -548,7 +559,22 @@ class App {
   private openEvents(): void {
     window.clearTimeout(this.eventsTimer);
     this.events?.close();
-    const events = new EventSource("/api/v1/events", { withCredentials: true });
+    this.events = null;
+    // EventSource cannot send headers: the stream opens with a single-use ticket.
+    const seq = ++this.eventsSeq;
+    this.api.ticketed("/api/v1/events").then(
+      (url) => {
+        if (seq === this.eventsSeq && !this.offline && !this.authFailed) this.listen(url);
+      },
+      () => {
+        // 401 and a lost backend are the Api listener's; anything else: try again later.
+        if (seq === this.eventsSeq && !this.offline && !this.authFailed) void this.afterEventsError();
+      },
+    );
+  }
+
+  private listen(url: string): void {
+    const events = new EventSource(url);
     this.events = events;
     const parse = (ev: MessageEvent): unknown => {
       try {
@@ -592,7 +618,11 @@ class App {
     if (this.offline || this.authFailed) return;
     let answers = false;
     try {
-      const response = await fetch("/api/v1/status", { credentials: "same-origin", cache: "no-store" });
+      const response = await fetch("/api/v1/status", {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: authHeaders(),
+      });
       if (response.status === 401) {
         this.showAuthPage();
         return;
@@ -651,7 +681,11 @@ class App {
   private async probe(retry: boolean): Promise<void> {
     let status: Status;
     try {
-      const response = await fetch("/api/v1/status", { credentials: "same-origin", cache: "no-store" });
+      const response = await fetch("/api/v1/status", {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: authHeaders(),
+      });
       if (response.status === 401) {
         this.showAuthPage();
         return;
@@ -691,6 +725,29 @@ class App {
     this.openEvents();
     this.terms.reconnectAll();
     this.renderButtons();
+  }
+
+  // ---- A full disk ----------------------------------------------------
+
+  /** A save was refused for lack of disk space: say what to do, and make it again once there is room. */
+  private diskFull(retry: () => void): void {
+    this.afterDiskFull = retry;
+    this.renderDisk(true);
+  }
+
+  /** The banner while the disk is full; the status says when it is not (checked every few seconds too). */
+  private renderDisk(full: boolean): void {
+    window.clearTimeout(this.diskTimer);
+    if (full) {
+      $.diskBanner.hidden = false;
+      this.diskTimer = window.setTimeout(() => void this.refreshStatus(), 5000);
+      return;
+    }
+    if ($.diskBanner.hidden) return;
+    $.diskBanner.hidden = true;
+    const retry = this.afterDiskFull;
+    this.afterDiskFull = null;
+    if (retry) retry();
   }
 
   private showAuthPage(): void {

@@ -11,6 +11,7 @@
 import { Terminal, type ITheme } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import { WebLinksAddon } from "@xterm/addon-web-links";
+import { ticketed } from "./api";
 import { copyText } from "./clipboard";
 import { el } from "./dom";
 
@@ -101,6 +102,7 @@ export class TerminalTab {
   state: TabState = "connecting";
   private readonly fit = new FitAddon();
   private ws: WebSocket | null = null;
+  private opening = false;
   private attempt = 0;
   private retryTimer: number | undefined;
   private pending: Uint8Array[] = [];
@@ -224,11 +226,26 @@ export class TerminalTab {
   connect(): void {
     window.clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
-    if (this.ws) return;
+    if (this.ws || this.opening) return;
     this.setState(this.everOpened ? "reconnecting" : "connecting");
+    // The handshake carries a single-use ticket (a WebSocket cannot send headers).
+    this.opening = true;
+    ticketed(this.url()).then(
+      (url) => {
+        this.opening = false;
+        if (this.state !== "closed" && !this.ws) this.open(url);
+      },
+      () => {
+        this.opening = false;
+        if (this.state !== "closed") this.scheduleReconnect("The terminal could not be reached.");
+      },
+    );
+  }
+
+  private open(url: string): void {
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.url(), ["tty"]);
+      ws = new WebSocket(url, ["tty"]);
     } catch {
       this.scheduleReconnect("The terminal could not be reached.");
       return;

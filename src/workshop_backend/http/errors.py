@@ -22,6 +22,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from workshop_backend.workshop.errors import (
+    DiskFull,
     Invalid,
     NotFound,
     Refused,
@@ -41,6 +42,7 @@ STATUS: dict[type[WorkshopError], int] = {
     NotFound: 404,
     Refused: 409,
     TooLarge: 413,
+    DiskFull: 507,
     Starting: 503,
 }
 """The application's refusals as HTTP statuses (a subclass takes its base's)."""
@@ -51,6 +53,8 @@ REASONS = {
     404: b"Not Found",
     408: b"Request Timeout",
     413: b"Content Too Large",
+    401: b"Unauthorized",
+    403: b"Forbidden",
     431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
 }
