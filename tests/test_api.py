@@ -222,6 +222,7 @@ class ReadTests(SynchronousTestCase):
                 "completed_steps": [],
                 "terminal": {"state": "running", "restarts": 0},
                 "started_at": "2027-01-15T08:00:00Z",
+                "setup": None,
             },
         )
 

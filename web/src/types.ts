@@ -42,6 +42,22 @@ export interface Status {
   completed_steps: string[];
   terminal: { state: string; restarts: number };
   started_at: string;
+  /** The current step's setup scripts (null: it has none). */
+  setup?: SetupInfo | null;
+}
+
+export interface SetupInfo {
+  step: string;
+  /** The background script; null: the step has none (or it has not run). */
+  state: "running" | "done" | "failed" | null;
+  exit_code: number | null;
+  timed_out: boolean;
+  message: string | null;
+  output: string;
+  started_at: string | null;
+  finished_at: string | null;
+  /** The foreground script: still to be typed, typed; null: none. */
+  foreground: "pending" | "typed" | null;
 }
 
 export interface RuleResult {

@@ -44,7 +44,8 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 PAGES = frozenset({"/"})
 """Paths that answer HTML for a browser: the login lands there, a refusal is a page."""
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/favicon.ico", "/static"})
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PREFIXES = ("/static/", "/assets/")
+"""The UI's own files, and the workshop's assets (whose URLs carry their content's sha256: a capability)."""
 # A DNS name (labels of letters, digits, '-' and '_', an optional final dot).
 _NAME = re.compile(r"^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.?$")
 
