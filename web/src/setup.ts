@@ -6,10 +6,10 @@
 // step…" (checks wait for it on the backend); when it failed, the page says
 // what happened, shows the end of its output and offers to run it again.
 //
-// The foreground script is typed by this page, once: it claims the script
-// (POST .../setup/foreground) when a terminal is open, and the backend gives
-// it out only the first time, so a reload or a second tab never types it
-// again. See ForegroundTyper.
+// The foreground script is typed by this page, once: when a terminal is open
+// and the background script is not running (any more), it claims the script
+// (POST .../setup/foreground); the backend gives it out only the first time,
+// so a reload or a second tab never types it again. See ForegroundTyper.
 
 import type { Api } from "./api";
 import { el } from "./dom";
@@ -80,6 +80,8 @@ export class ForegroundTyper {
   maybeType(status: Status | null, shownStep: string | undefined): void {
     const setup = status?.setup;
     if (!status || status.phase !== "ready" || !setup || setup.foreground !== "pending") return;
+    // After the step is set up: what the foreground script uses is there by then.
+    if (setup.state === "running") return;
     if (setup.step !== status.current_step || setup.step !== shownStep) return;
     if (!this.terminalOpen() || this.claimed.has(setup.step)) return;
     this.claimed.add(setup.step);

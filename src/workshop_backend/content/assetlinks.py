@@ -118,7 +118,7 @@ class AssetLinks:
 class AssetTree(Treeprocessor):  # type: ignore[misc]
     """Rewrites markdown's own images and links (raw HTML is the sanitizer's, see :meth:`AssetLinks.attribute`)."""
 
-    def __init__(self, md: Markdown, links: AssetLinks) -> None:
+    def __init__(self, md: Markdown | None, links: AssetLinks) -> None:
         super().__init__(md)
         self.links = links
 

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import xml.etree.ElementTree as etree
 from typing import Any
 
@@ -379,9 +380,9 @@ class _ContractTree(Treeprocessor):  # type: ignore[misc]
 
 
 class _ContractExtension(Extension):  # type: ignore[misc]
-    def __init__(self, links: AssetLinks) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.links = links
+        self.assets = AssetTree(None, AssetLinks())
 
     def extendMarkdown(self, md: Markdown) -> None:
         # Above superfences' raw-tab preprocessor (31.05) and whitespace
@@ -390,10 +391,37 @@ class _ContractExtension(Extension):  # type: ignore[misc]
         md.inlinePatterns.register(_ActionBacktick(BACKTICK_RE), "backtick", 190)
         # After inline processing (20): links exist as elements by then.
         md.treeprocessors.register(_ContractTree(md), "workshop_contract", 1)
-        md.treeprocessors.register(AssetTree(md, self.links), "workshop_assets", 2)
+        self.assets.md = md
+        md.treeprocessors.register(self.assets, "workshop_assets", 2)
+
+
+class _Renderers(threading.local):
+    """One Markdown instance per thread, reset between texts.
+
+    Building one costs about as much as rendering a typical step (its
+    extensions are set up each time), and the check command renders hundreds
+    of texts; Python-Markdown instances carry per-document state, so each
+    thread has its own and :meth:`Markdown.reset` clears it.
+    """
+
+    md: tuple[Markdown, _ContractExtension] | None = None
+
+
+_RENDERERS = _Renderers()
 
 
 def _markdown(links: AssetLinks) -> Markdown:
+    """This thread's Markdown, reset, its asset links set for the next text."""
+    if _RENDERERS.md is None:
+        contract = _ContractExtension()
+        _RENDERERS.md = (_new_markdown(contract), contract)
+    md, contract = _RENDERERS.md
+    md.reset()
+    contract.assets.links = links
+    return md
+
+
+def _new_markdown(contract: _ContractExtension) -> Markdown:
     return Markdown(
         extensions=[
             "tables",
@@ -403,7 +431,7 @@ def _markdown(links: AssetLinks) -> Markdown:
             "toc",
             "pymdownx.superfences",
             "pymdownx.details",
-            _ContractExtension(links),
+            contract,
         ],
         extension_configs={
             "tables": {"use_align_attribute": True},
@@ -427,9 +455,9 @@ def render_markdown(text: str, *, id_prefix: str = STEP_ID_PREFIX, links: AssetL
     records them); without it no asset exists, so every relative image or
     link becomes plain text.
 
-    Each call builds its own Markdown instance (Python-Markdown instances
-    carry per-document state and are not thread-safe); rendering is cached
-    per step by the caller, so this costs little.
+    Each thread renders with its own Markdown instance, reset before each
+    text (Python-Markdown instances carry per-document state and are not
+    thread-safe); the daemon renders each step once and caches it.
     """
     links = links if links is not None else AssetLinks()
     text = text.replace("\r\n", "\n").replace("\r", "\n")

@@ -225,20 +225,30 @@ class SetupRunner:
         )
         timers: list[IDelayedCall] = []
         timed_out = False
+        swept: Deferred[None] | None = None
 
         def on_timeout() -> None:
-            nonlocal timed_out
+            nonlocal timed_out, swept
             timed_out = True
             _kill_group(pid, transport)
+            # What left the group (setsid, a double fork) still carries the mark.
             d = deferToThreadPool(self._reactor, pool, sweep, mark, os.getpid())
             d.addCallback(lambda n: self.log.info("setup of {step}: killed {n} escaped process(es)", step=step_id, n=n))
             d.addErrback(lambda f: self.log.failure("sweeping the setup of {step} failed", f, step=step_id))
+            swept = d
             # Reaped at once normally; if not, do not wait for ever.
             timers.append(self._clock.callLater(KILL_GRACE, proto.give_up))
 
         timers.append(self._clock.callLater(timeout, on_timeout))
         try:
             await proto.exited_d
+            if swept is not None:
+                await swept
+            # Its output to the end, unless something it left running holds the pipe open.
+            settled: Deferred[None] = Deferred()
+            proto.ended.addBoth(lambda _: settled.called or settled.callback(None))
+            timers.append(self._clock.callLater(KILL_GRACE, lambda: settled.called or settled.callback(None)))
+            await settled
         finally:
             self._running.pop(pid, None)
             for timer in timers:

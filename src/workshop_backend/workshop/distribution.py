@@ -477,7 +477,7 @@ def _read_assets(conn: sqlite3.Connection, path: Path, findings: Findings, *, di
         if size > ASSET_MAX:
             findings.error(
                 "assets",
-                f"asset {name!r} is {_mib(size)}; an asset may be at most {_mib(ASSET_MAX)}",
+                f"asset {name!r} is {size} bytes; an asset may be at most {_mib(ASSET_MAX)} ({ASSET_MAX} bytes)",
             )
             continue
         total += size
