@@ -4,5 +4,8 @@
   resume the working copy; blocking, run in a thread at start.
 - :mod:`~workshop_backend.state.store`: every statement, over
   ``adbapi.ConnectionPool`` (one connection, one writer).
-- ``schema/vN.sql``: the runtime tables, versioned.
+- :mod:`~workshop_backend.state.assets`: asset bytes in chunks, through a
+  read-only pool of their own.
+- ``schema/vN.sql``: the runtime tables, versioned; ``upgrade-vN.sql``
+  brings a copy of version N-1 up to date.
 """
