@@ -758,7 +758,7 @@ class AuthoringTests(BrowserTestCase):
         def body(page: Any) -> None:
             images = page.locator("#step-content img")
             self.assertEqual(images.count(), 5)
-            page.wait_for_function("[...document.querySelectorAll('#step-content img')].every(i => i.complete)")
+            page.wait_for_function("() => [...document.querySelectorAll('#step-content img')].every(i => i.complete)")
             sizes = images.evaluate_all(
                 "all => all.map(i => [i.alt, i.naturalWidth, i.getBoundingClientRect().width, i.loading])"
             )

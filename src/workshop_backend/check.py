@@ -108,7 +108,7 @@ def check(path: Path) -> Report:
     except DistributionError as e:
         # Only the faults that leave nothing to read are raised in collect mode.
         report.fatal = True
-        findings.problems.append(Problem("distribution", str(e)))
+        findings.problems.append(Problem("distribution", str(e), whole=True))
         return report
     workshop = distribution.workshop
     report.steps, report.assets = len(workshop.steps), len(workshop.assets)

@@ -104,14 +104,12 @@ class Problem:
     severity: Severity = "error"
     step: str | None = None
     rule: str | None = None
+    whole: bool = False
+    """The message is the whole line already (``distribution not found: ...``)."""
 
     def line(self) -> str:
-        """``step-id: what is wrong`` (``step-id: warning: ...`` for a warning).
-
-        A message that already starts with its ``where`` (``distribution not
-        found: ...``) is the line itself.
-        """
-        if self.message.startswith(self.where + " "):
+        """``step-id: what is wrong`` (``step-id: warning: ...`` for a warning)."""
+        if self.whole:
             return self.message
         return f"{self.where}: {'warning: ' if self.severity == 'warning' else ''}{self.message}"
 
@@ -135,9 +133,11 @@ class Findings:
             raise DistributionError(self.startup_line(problem))
         self.problems.append(problem)
 
-    def error(self, where: str, message: str, *, step: str | None = None, rule: str | None = None) -> None:
+    def error(
+        self, where: str, message: str, *, step: str | None = None, rule: str | None = None, whole: bool = False
+    ) -> None:
         """A fault: the distribution cannot be served as it is."""
-        self.report(Problem(where, message, "error", step, rule))
+        self.report(Problem(where, message, "error", step, rule, whole))
 
     def warning(self, where: str, message: str, *, step: str | None = None) -> None:
         """Something that works but is probably not what the author meant."""
@@ -264,7 +264,7 @@ def read_workshop(
     steps = _read_steps(conn, findings, metadata)
     unknown = sorted(map(str, set(metadata) - _all_step_ids(conn)))
     if unknown:
-        findings.error("step_metadata", f"step_metadata names unknown step(s): {', '.join(unknown)}")
+        findings.error("step_metadata", f"step_metadata names unknown step(s): {', '.join(unknown)}", whole=True)
     return Workshop(
         id=wid,
         title=title,
@@ -307,7 +307,7 @@ def _read_metadata(conn: sqlite3.Connection, findings: Findings) -> _Metadata:
     query = f"SELECT step_id, validation, hints, {setup_column} FROM step_metadata"
     for step_id, validation_s, hints_s, setup_s in conn.execute(query):
         if step_id in metadata:
-            findings.error("step_metadata", f"step_metadata has more than one row for step {step_id!r}")
+            findings.error("step_metadata", f"step_metadata has more than one row for step {step_id!r}", whole=True)
             continue
         metadata[step_id] = (validation_s, hints_s, setup_s)
     return metadata
