@@ -63,7 +63,8 @@ class SetupDaemonTestCase(TestCase):
 
     async def api(self, url: str, method: str, path: str) -> tuple[int, Any]:
         """One authenticated call."""
-        response = await d.http().request(method, url + path.lstrip("/"), headers={"Authorization": f"Bearer {TOKEN}"})
+        headers: dict[bytes | str, bytes | str] = {"Authorization": f"Bearer {TOKEN}"}
+        response = await d.http().request(method, url + path.lstrip("/"), headers=headers)
         text = await response.text()
         return response.code, json.loads(text) if text else None
 
@@ -178,6 +179,7 @@ class AssetTests(SetupDaemonTestCase):
         body = await response.content()
         self.assertEqual((response.code, len(body), hashlib.sha256(body).hexdigest()), (200, len(data), digest))
         self.assertEqual(response.headers.getRawHeaders("content-disposition")[0].split(";")[0], "attachment")
-        again = await d.http().get(url + path, headers={"If-None-Match": f'"{digest}"'})
+        headers: dict[bytes | str, bytes | str] = {"If-None-Match": f'"{digest}"'}
+        again = await d.http().get(url + path, headers=headers)
         await again.content()
         self.assertEqual(again.code, 304)

@@ -750,7 +750,7 @@ class AuthoringTests(BrowserTestCase):
         self.daemon.start()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
-    def test_images_download_and_foreground(self) -> None:
+    def test_images_download_and_foreground(self) -> Deferred[None]:
         """PNG, JPEG, GIF and SVG show (naturalWidth > 0), none wider than the column, the SVG's script
         never runs; the link downloads the file; the background script ran; the foreground script is typed
         once: its line appears in the terminal, and a reload does not type it again."""
@@ -788,7 +788,7 @@ class AuthoringTests(BrowserTestCase):
 
         return self.in_browser(body, viewport={"width": 1366, "height": 768})
 
-    def test_setting_up_then_check_waits(self) -> None:
+    def test_setting_up_then_check_waits(self) -> Deferred[None]:
         """A step whose script runs says so; Check waits for the script (then passes, since the script made
         the file it checks); the note goes away."""
 
@@ -807,7 +807,7 @@ class AuthoringTests(BrowserTestCase):
 
         return self.in_browser(body, viewport=NARROW)
 
-    def test_failed_setup_shown_and_retried(self) -> None:
+    def test_failed_setup_shown_and_retried(self) -> Deferred[None]:
         """A script that fails: the page says what happened and what it printed; Run the setup again
         after the cause is fixed makes the step ready."""
 

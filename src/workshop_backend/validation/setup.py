@@ -225,7 +225,7 @@ class SetupRunner:
         )
         timers: list[IDelayedCall] = []
         timed_out = False
-        swept: Deferred[None] | None = None
+        swept: Deferred[int] | None = None
 
         def on_timeout() -> None:
             nonlocal timed_out, swept
@@ -246,8 +246,13 @@ class SetupRunner:
                 await swept
             # Its output to the end, unless something it left running holds the pipe open.
             settled: Deferred[None] = Deferred()
-            proto.ended.addBoth(lambda _: settled.called or settled.callback(None))
-            timers.append(self._clock.callLater(KILL_GRACE, lambda: settled.called or settled.callback(None)))
+
+            def settle(_: object = None) -> None:
+                if not settled.called:
+                    settled.callback(None)
+
+            proto.ended.addBoth(settle)
+            timers.append(self._clock.callLater(KILL_GRACE, settle))
             await settled
         finally:
             self._running.pop(pid, None)
