@@ -135,6 +135,22 @@ class ServingTests(SynchronousTestCase):
         code, body, _ = self.fetch("images/a.png", headers={"If-None-Match": '"something-else"'})
         self.assertEqual((code, body), (200, PNG))
 
+    def test_not_modified_says_no_length(self) -> None:
+        """A 304 is finished by the asset route itself, with no Content-Length (Twisted would add "0",
+        which a cache in between could take for the asset's new length)."""
+        from twisted.web.server import NOT_DONE_YET
+        from twisted.web.test.requesthelper import DummyRequest
+
+        from workshop_backend.http.assets import serve
+
+        asset = Asset("a.png", "image/png", len(PNG), hashlib.sha256(PNG).hexdigest())
+        request = DummyRequest([b""])
+        request.requestHeaders.setRawHeaders(b"if-none-match", [f'"{asset.sha256}"'.encode()])
+        self.assertIs(serve(request, asset, self.h.runtime), NOT_DONE_YET)  # type: ignore[arg-type]
+        self.assertEqual((request.responseCode, request.finished), (304, 1))
+        self.assertFalse(request.responseHeaders.hasHeader(b"content-length"))
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"etag"), [f'"{asset.sha256}"'.encode()])
+
     def test_never_runs_anything(self) -> None:
         """Every asset, SVG and HTML above all, is sandboxed with no sources: no script can run."""
         for path in ("images/logo.svg", "files/page.html", "images/a.png"):
@@ -344,3 +360,22 @@ class ReaderTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(store.read("b.bin", 1000, 5000)), BIG[1000:6000])
         self.assertEqual(self.successResultOf(store.read("b.bin", len(BIG) + 5, 10)), b"")
         self.assertEqual(self.successResultOf(store.read("nope", 0, 10)), b"")
+
+    def test_without_rowid(self) -> None:
+        """An ``assets`` table declared WITHOUT ROWID (no BLOB handles): the same chunks, by substr."""
+        import sqlite3
+
+        root = Path(self.mktemp())
+        root.mkdir()
+        path = write(root / "d.sqlite", [StepDef("a")], assets=[])
+        with sqlite3.connect(path) as conn:
+            conn.executescript(
+                "DROP TABLE assets; CREATE TABLE assets (path TEXT PRIMARY KEY, media_type TEXT NOT NULL,"
+                " data BLOB NOT NULL) WITHOUT ROWID;"
+            )
+            conn.execute("INSERT INTO assets VALUES ('b.bin', 'application/octet-stream', ?)", (BIG,))
+        pool = SyncPool(path)
+        self.addCleanup(pool.close)
+        store = AssetStore(path, pool=pool)  # type: ignore[arg-type]
+        self.assertEqual(self.successResultOf(store.read("b.bin", 1000, 5000)), BIG[1000:6000])
+        self.assertEqual(self.successResultOf(store.read("b.bin", len(BIG), 10)), b"")

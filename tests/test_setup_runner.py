@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 from twisted.internet import reactor
@@ -186,9 +187,16 @@ class BoundTests(RunnerTestCase):
 
 
 class SweepTests(RunnerTestCase):
-    """``sweep`` alone: only processes that carry the mark."""
+    """``sweep`` alone: every process that carries the mark, and only those."""
 
     def test_only_marked(self) -> None:
-        """Our own process (which does not carry the mark) is never touched; nothing found is 0."""
+        """A marked process is killed, an unmarked one (and we ourselves) left alone."""
+        env = {"PATH": os.environ.get("PATH", "/bin:/usr/bin")}
+        marked = subprocess.Popen(["sleep", "300"], env={**env, RUN_MARK: "mark-1"})
+        other = subprocess.Popen(["sleep", "300"], env={**env, RUN_MARK: "mark-2"})
+        self.addCleanup(other.wait)
+        self.addCleanup(other.kill)
+        self.assertEqual(sweep("mark-1", os.getpid()), 1)
+        self.assertEqual(marked.wait(timeout=30), -9)
+        self.assertIsNone(other.poll())
         self.assertEqual(sweep("no-such-mark", os.getpid()), 0)
-        self.assertNotIn(RUN_MARK, os.environ)

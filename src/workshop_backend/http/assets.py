@@ -84,8 +84,11 @@ def serve(request: Request, asset: Asset, source: ChunkSource) -> Any:
     request.setHeader(b"Cache-Control", CACHE)
     request.setHeader(b"Content-Security-Policy", CSP)
     if _matches(request.getHeader(b"if-none-match"), etag):
+        # Finished here, not returned: Twisted would add "Content-Length: 0", which a cache
+        # in between could take for the new length of the asset it holds.
         request.setResponseCode(304)
-        return b""
+        request.finish()
+        return NOT_DONE_YET
     request.setHeader(b"Content-Type", asset.media_type.encode("latin-1"))
     request.setHeader(b"Content-Disposition", content_disposition(asset))
     request.setHeader(b"Content-Length", str(asset.size).encode("ascii"))
