@@ -163,6 +163,21 @@ class HintAndCacheTests(SynchronousTestCase):
         self.assertIn(ARCH_URL, renderer.step(step))
         self.assertIn("/assets/" + "b" * 64 + "/logo.svg", renderer.hint(step, 0))
 
+    def test_text_that_cannot_render(self) -> None:
+        """A list nested 3000 deep makes Python-Markdown recurse too far: the daemon shows it as text
+        (escaped) under a note and logs the failure, instead of a 500."""
+        from workshop_backend.validation.spec import ValidationSpec
+        from workshop_backend.workshop.model import Step
+
+        text = "- " * 3000 + "<b>x</b>"
+        step = Step("s", 0, "S", text, "img", ValidationSpec(), ())
+        html = CachedRenderer(ASSETS, asset_url).step(step)
+        self.assertTrue(html.startswith("<p><strong>This text could not be formatted"), html[:100])
+        self.assertIn("&lt;b&gt;x&lt;/b&gt;", html)
+        self.assertEqual(len(self.flushLoggedErrors(RecursionError)), 1)
+        # The failure does not poison the thread's renderer for the next text.
+        self.assertEqual(render_markdown("*fine*"), "<p><em>fine</em></p>")
+
     def test_deterministic(self) -> None:
         """The same text renders to the same bytes (the sanitizer sets one attribute: no order to vary)."""
         text = '![a](images/arch.png) <img src="logo.svg" alt="b" width="10">'

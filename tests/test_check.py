@@ -149,6 +149,19 @@ class FaultTests(CheckTestCase):
             },
         )
 
+    def test_markdown_that_does_not_render(self) -> None:
+        """A step and a hint the renderer cannot take (lists nested 3000 deep): one line each, exit 1."""
+        write(self.path, [StepDef("deep", markdown="- " * 3000 + "x", hints=["ok", "- " * 3000 + "y"])])
+        code, lines, _ = self.check("check", str(self.path))
+        self.assertEqual(code, 1)
+        self.assertEqual(
+            lines,
+            [
+                "deep: markdown does not render (RecursionError: maximum recursion depth exceeded)",
+                "deep: hint 2 does not render (RecursionError: maximum recursion depth exceeded)",
+            ],
+        )
+
     def test_warnings_only_exit_0(self) -> None:
         """An unused asset is a warning: exit 0, the line still printed."""
         write(self.path, [StepDef("intro")], assets=GOOD_ASSETS)

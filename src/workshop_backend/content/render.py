@@ -461,7 +461,12 @@ def render_markdown(text: str, *, id_prefix: str = STEP_ID_PREFIX, links: AssetL
     """
     links = links if links is not None else AssetLinks()
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    html = _markdown(links).convert(text)
+    try:
+        html = _markdown(links).convert(text)
+    except BaseException:
+        # Its state is unknown after a failure (a RecursionError half-way): the next text gets a new one.
+        _RENDERERS.md = None
+        raise
     return _cleaner(id_prefix, links).clean(html)
 
 

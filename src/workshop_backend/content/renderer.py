@@ -8,8 +8,11 @@ without it, and the service renders every step in a thread right after
 
 from __future__ import annotations
 
+import html as html_module
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+
+from twisted.logger import Logger
 
 from workshop_backend.workshop.assets import Asset
 from workshop_backend.workshop.model import Step, Workshop
@@ -21,7 +24,14 @@ class CachedRenderer:
     ``assets`` and ``asset_url`` (where the HTTP layer serves an asset) turn
     relative image and link URLs into working ones; without them every
     relative URL renders as plain text.
+
+    A text the renderer cannot take (a list nested thousands deep makes
+    Python-Markdown recurse too far) is shown as plain text under a note,
+    and logged: the student gets the words, never a 500
+    (``workshop-backend check`` reports such a text before it ships).
     """
+
+    log = Logger()
 
     def __init__(
         self,
@@ -40,7 +50,14 @@ class CachedRenderer:
             from workshop_backend.content.render import render_hint, render_markdown
 
             links = AssetLinks(self._assets) if self._asset_url is None else AssetLinks(self._assets, self._asset_url)
-            html = render_markdown(markdown, links=links) if hint < 0 else render_hint(markdown, hint, links=links)
+            try:
+                html = render_markdown(markdown, links=links) if hint < 0 else render_hint(markdown, hint, links=links)
+            except Exception:  # any text the markdown stack cannot take: show it as text, say why in the log
+                self.log.failure("this text could not be rendered; it is shown as plain text")
+                html = (
+                    "<p><strong>This text could not be formatted; here it is as written.</strong></p>"
+                    f"<pre>{html_module.escape(markdown)}</pre>"
+                )
             self._html[key] = html
         return html
 
