@@ -125,34 +125,38 @@ class OnceTests(SetupDaemonTestCase):
 
 
 class BoundTests(SetupDaemonTestCase):
-    """A script that never ends and forks a daemon."""
+    """A script that never ends and forks a daemon; a backend that stops while a script runs."""
 
     async def test_stopped_at_its_timeout_nothing_left(self) -> None:
-        """At the timeout: failed, timed out, the message says so; the forked daemon is gone too; it can be
-        retried; a daemon stopped while it runs kills it."""
+        """At the timeout: failed, timed out, the message and the output say so; the forked daemon is gone
+        too; running it again is offered (the retry route answers running)."""
         script = (
             "setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' </dev/null >/dev/null 2>&1 &\n"
             "echo $$ > shell.pid\nwhile :; do echo still going; sleep 1; done\n"
         )
-        self.write([StepDef("intro", setup={"background": script, "timeout": 1})])
+        self.write([StepDef("intro", setup={"background": script, "timeout": 5})])
         daemon = self.spawn()
         url = await daemon.listening
         setup = await self.setup_state(url, "failed")
         self.assertTrue(setup["timed_out"])
-        self.assertEqual(setup["message"], "The setup script did not finish within 1 s and was stopped.")
+        self.assertEqual(setup["message"], "The setup script did not finish within 5 s and was stopped.")
         self.assertIn("still going", setup["output"])
         pids = [int((self.work / name).read_text()) for name in ("daemon.pid", "shell.pid")]
         self.assertTrue(await gone(pids), "something the script started is still running")
-
-        # Retried from the page: runs again; then the backend stops while it runs.
-        (self.work / "shell.pid").unlink()
         code, body = await self.api(url, "POST", "/api/v1/steps/intro/setup")
         self.assertEqual((code, body["state"]), (200, "running"))
+
+    async def test_backend_stop_kills_a_running_script(self) -> None:
+        """SIGTERM while a script runs: the backend exits 0 and the script does not outlive it."""
+        self.write([StepDef("intro", setup={"background": "echo $$ > shell.pid; exec sleep 300"})])
+        daemon = self.spawn()
+        url = await daemon.listening
         await self.setup_state(url, "running")
         deadline = reactor.seconds() + 30
-        while not (self.work / "shell.pid").exists() and reactor.seconds() < deadline:
+        pid_file = self.work / "shell.pid"
+        while not (pid_file.exists() and pid_file.read_text().strip()) and reactor.seconds() < deadline:
             await deferLater(reactor, 0.05, lambda: None)
-        shell = int((self.work / "shell.pid").read_text())
+        shell = int(pid_file.read_text())
         self.assertTrue(alive(shell))
         self.assertEqual(await d.stop(daemon), 0)
         self.assertTrue(await gone([shell]), "the running script outlived the backend")
