@@ -757,7 +757,7 @@ class AuthoringTests(BrowserTestCase):
 
         def body(page: Any) -> None:
             images = page.locator("#step-content img")
-            self.assertEqual(images.count(), 5)
+            see(images).to_have_count(5)
             page.wait_for_function("() => [...document.querySelectorAll('#step-content img')].every(i => i.complete)")
             sizes = images.evaluate_all(
                 "all => all.map(i => [i.alt, i.naturalWidth, i.getBoundingClientRect().width, i.loading])"
@@ -794,16 +794,14 @@ class AuthoringTests(BrowserTestCase):
 
         def body(page: Any) -> None:
             page.get_by_role("button", name="Next", exact=True).click()
-            note = page.wait_for_selector('#setup-note[data-state="running"]')
-            self.assertIn("Setting up this step", note.inner_text())
+            see(page.locator('#setup-note[data-state="running"]')).to_contain_text("Setting up this step")
             page.get_by_role("button", name="Check", exact=True).click()
             page.wait_for_selector('#check[aria-busy="true"]')
             self.shot(page, "authoring-setting-up")
-            self.assertTrue(page.locator("#results").is_hidden())
+            see(page.locator("#results")).to_be_hidden()
             (self.daemon.workspace / "go").write_text("")
-            passed = page.wait_for_selector(".results.passed")
-            self.assertIn("All checks passed", passed.inner_text())
-            page.wait_for_selector("#setup-note", state="hidden")
+            see(page.locator(".results.passed")).to_contain_text("All checks passed")
+            see(page.locator("#setup-note")).to_be_hidden()
 
         return self.in_browser(body, viewport=NARROW)
 
@@ -814,13 +812,12 @@ class AuthoringTests(BrowserTestCase):
         def body(page: Any) -> None:
             page.get_by_role("button", name="All steps").click()
             page.locator('#step-list .step-item[data-step="broken"]').click()
-            note = page.wait_for_selector('#setup-note[data-state="failed"]')
-            self.assertIn("exit code 3", note.inner_text())
+            see(page.locator('#setup-note[data-state="failed"]')).to_contain_text("exit code 3")
             page.locator("#setup-note summary").click()
-            self.assertIn("cannot find the file called fixed", page.locator("#setup-note pre").inner_text())
+            see(page.locator("#setup-note pre")).to_contain_text("cannot find the file called fixed")
             self.shot(page, "authoring-setup-failed")
             (self.daemon.workspace / "fixed").write_text("")
             page.get_by_role("button", name="Run the setup again").click()
-            page.wait_for_selector("#setup-note", state="hidden")
+            see(page.locator("#setup-note")).to_be_hidden()
 
         return self.in_browser(body, viewport={"width": 1366, "height": 768})
