@@ -46,38 +46,15 @@ MARKDOWN = "\n\n".join(
 )
 
 
-class AssetHarness(Harness):
-    """The API harness with the daemon's asset reader over the working copy."""
-
-    def open(self) -> None:
-        """Open the runtime with an AssetStore (synchronous pool)."""
-        from tests.fakes import open_runtime
-
-        pool = SyncPool(self.db)
-        self.case.addCleanup(pool.close)
-        self.runtime = open_runtime(
-            self.case,
-            self.distribution,
-            self.store,
-            container=self.container,
-            clock=self.clock,
-            hub=self.hub,
-            checker=self.checker,
-            terminal=self.terminal,
-            assets=AssetStore(self.db, pool=pool),  # type: ignore[arg-type]
-        )
-        self.api.attach(self.runtime)
-
-
-def harness(case: SynchronousTestCase, **kwargs: Any) -> AssetHarness:
-    """A workshop whose one step shows or links every test asset."""
+def harness(case: SynchronousTestCase, **kwargs: Any) -> Harness:
+    """A workshop whose one step shows or links every test asset, read as the daemon reads them."""
     root = Path(case.mktemp())
     root.mkdir()
     dist = write(root / "dist.sqlite", [StepDef("intro", markdown=MARKDOWN)], assets=list(ASSETS))
-    return AssetHarness(case, dist, **kwargs)
+    return Harness(case, dist, with_assets=True, **kwargs)
 
 
-def urls(h: AssetHarness) -> dict[str, str]:
+def urls(h: Harness) -> dict[str, str]:
     """The asset URLs the step's HTML gives out, by asset path."""
     code, step = h.get("/api/v1/steps/intro")
     assert code == 200

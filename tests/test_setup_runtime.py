@@ -283,24 +283,7 @@ class RouteTests(SynchronousTestCase):
         root.mkdir()
         dist = distributions.write(root / "dist.sqlite", steps(), navigation="free")
         self.runner = FakeScriptRunner()
-        runner = self.runner
-
-        class SetupHarness(Harness):
-            def open(self) -> None:
-                self.runtime = open_runtime(
-                    self.case,
-                    self.distribution,
-                    self.store,
-                    container=self.container,
-                    clock=self.clock,
-                    hub=self.hub,
-                    checker=self.checker,
-                    terminal=self.terminal,
-                    setup_runner=runner,
-                )
-                self.api.attach(self.runtime)
-
-        self.h = SetupHarness(self, dist)
+        self.h = Harness(self, dist, setup_runner=self.runner)
 
     def test_status_shows_setup(self) -> None:
         """The status document carries the current step's setup."""

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from twisted.internet import error
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
@@ -49,7 +48,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from workshop_backend.support import childexec
-from workshop_backend.validation.evaluate import clean_text
+from workshop_backend.validation.evaluate import clean_text, signal_name
+from workshop_backend.validation.runner import kill_group
 
 LOG_CAP = 1024 * 1024
 """Bytes of one run's output written to its log file; the rest is counted, not kept."""
@@ -91,7 +91,7 @@ class ScriptOutcome:
             return "The setup script finished."
         if self.exit_code is not None:
             return f"The setup script failed (exit code {self.exit_code})."
-        name = _signal_name(self.signal)
+        name = signal_name(self.signal)
         return f"The setup script was ended by {name}."
 
 
@@ -143,15 +143,6 @@ def sweep(mark: str, own_pid: int) -> int:
     return found
 
 
-def _signal_name(number: int | None) -> str:
-    if number is None:
-        return "a signal"
-    try:
-        return f"signal {number} ({signal.Signals(number).name})"
-    except ValueError:
-        return f"signal {number}"
-
-
 class SetupRunner:
     """Runs background setup scripts, one process group each, killed at their timeout.
 
@@ -187,7 +178,7 @@ class SetupRunner:
     def stop(self) -> None:
         """At shutdown: kill the scripts still running (their groups), stop reading what others left."""
         for pid, (transport, _) in list(self._running.items()):
-            _kill_group(pid, transport)
+            kill_group(pid, transport)
         for proto in list(self._protocols):
             if proto.transport is not None and proto.exited:
                 proto.transport.loseConnection()
@@ -230,7 +221,7 @@ class SetupRunner:
         def on_timeout() -> None:
             nonlocal timed_out, swept
             timed_out = True
-            _kill_group(pid, transport)
+            kill_group(pid, transport)
             # What left the group (setsid, a double fork) still carries the mark.
             d = deferToThreadPool(self._reactor, pool, sweep, mark, os.getpid())
             d.addCallback(lambda n: self.log.info("setup of {step}: killed {n} escaped process(es)", step=step_id, n=n))
@@ -280,20 +271,6 @@ class SetupRunner:
         if log_path.exists():
             os.replace(log_path, log_path.with_name(log_path.name + ".1"))
         return script_path, log_path.open("wb")
-
-
-def _kill_group(pid: int, transport: IProcessTransport | None) -> None:
-    """SIGKILL the process group led by ``pid`` (the script's session); the process itself if no group yet."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-        return
-    except (ProcessLookupError, PermissionError):
-        pass
-    if transport is not None:
-        try:
-            transport.signalProcess("KILL")
-        except error.ProcessExitedAlready:
-            pass
 
 
 class _ScriptProtocol(ProcessProtocol):
