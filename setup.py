@@ -32,7 +32,7 @@ setup(
     packages=[*find_packages("src", include=["workshop_backend", "workshop_backend.*"]), "twisted.plugins"],
     package_data={
         "workshop_backend": ["py.typed", "static/*"],
-        "workshop_backend.workshop": ["*.sql", "demo/*.md", "demo/*.json"],
+        "workshop_backend.workshop": ["*.sql", "demo/*.md", "demo/*.json", "demo/images/*.svg"],
         "workshop_backend.state": ["schema/*.sql"],
     },
     include_package_data=False,

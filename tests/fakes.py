@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 
 from workshop_backend.application.runtime import WorkshopRuntime
 from workshop_backend.content.renderer import CachedRenderer
+from workshop_backend.http.assets import asset_url
 from workshop_backend.http.views import event_data
 from workshop_backend.state.store import Store
 from workshop_backend.state.workingcopy import prepare
@@ -58,8 +59,14 @@ def open_runtime(
     checker: Any = None,
     terminal: Any = None,
     watch_active: Callable[[], bool] = lambda: True,
+    setup_runner: Any = None,
+    assets: Any = None,
 ) -> WorkshopRuntime:
-    """``WorkshopRuntime.open`` over ``store``, which must answer at once (a :class:`SyncPool`)."""
+    """``WorkshopRuntime.open`` over ``store``, which must answer at once (a :class:`SyncPool`).
+
+    Assets are served as the daemon serves them (``asset_url``); ``assets``
+    is their reader (an ``AssetStore`` over a :class:`SyncPool`).
+    """
     runtime: WorkshopRuntime = case.successResultOf(
         Deferred.fromCoroutine(
             WorkshopRuntime.open(
@@ -67,11 +74,13 @@ def open_runtime(
                 store,
                 container_step=container,
                 clock=clock,
-                renderer=CachedRenderer(),
+                renderer=CachedRenderer(distribution.workshop.assets, asset_url),
                 hub=hub if hub is not None else RecordingHub(),
                 checker=checker if checker is not None else FakeChecker(clock),
                 terminal=terminal if terminal is not None else FakeTerminal(),
                 watch_active=watch_active,
+                setup_runner=setup_runner,
+                assets=assets,
             )
         )
     )
@@ -176,3 +185,25 @@ class RecordingHub:
     def names(self) -> list[str]:
         """The event names so far."""
         return [name for name, _ in self.events]
+
+
+class FakeScriptRunner:
+    """Background scripts that end when the test says: ``finish(step, ok)``."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, str, float]] = []
+        self.pending: dict[str, Deferred[Any]] = {}
+
+    def run(self, step_id: str, script: str, timeout: float) -> Deferred[Any]:
+        """Record the run; its outcome comes from :meth:`finish`."""
+        self.runs.append((step_id, script, timeout))
+        d: Deferred[Any] = Deferred()
+        self.pending[step_id] = d
+        return d
+
+    def finish(self, step_id: str, ok: bool = True, *, exit_code: int | None = None, output: str = "") -> None:
+        """End the step's running script."""
+        from workshop_backend.validation.setup import ScriptOutcome
+
+        code = exit_code if exit_code is not None else (0 if ok else 1)
+        self.pending.pop(step_id).callback(ScriptOutcome(exit_code=code, output=output))

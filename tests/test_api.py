@@ -24,6 +24,7 @@ from workshop_backend.http.security import Guard, content_security_policy
 from workshop_backend.http.site import GuardedResource, make_site
 from workshop_backend.http.static import static_resource
 from workshop_backend.http.tickets import Tickets
+from workshop_backend.state.assets import AssetStore
 from workshop_backend.state.store import Store
 
 BASE = "http://127.0.0.1:8080"
@@ -43,8 +44,13 @@ class Harness:
         auth: str = "none",
         open_runtime: bool = True,
         static_dir: Path | None = None,
+        setup_runner: Any = None,
+        with_assets: bool = False,
     ) -> None:
+        """``setup_runner`` runs background setup scripts; ``with_assets`` reads assets as the daemon does."""
         self.case = case
+        self.setup_runner = setup_runner
+        self.with_assets = with_assets
         distribution, container, self.clock, self.db = working_copy(case, dist, step)
         self.pool = SyncPool(self.db)
         case.addCleanup(self.pool.close)
@@ -83,6 +89,11 @@ class Harness:
 
     def open(self) -> None:
         """The working copy is open: the runtime exists and the API serves it."""
+        assets = None
+        if self.with_assets:
+            pool = SyncPool(self.db)
+            self.case.addCleanup(pool.close)
+            assets = AssetStore(self.db, pool=pool)  # type: ignore[arg-type]
         self.runtime = open_runtime(
             self.case,
             self.distribution,
@@ -92,6 +103,8 @@ class Harness:
             hub=self.hub,
             checker=self.checker,
             terminal=self.terminal,
+            setup_runner=self.setup_runner,
+            assets=assets,
         )
         self.api.attach(self.runtime)
 
@@ -255,6 +268,7 @@ class ReadTests(SynchronousTestCase):
                 "terminal": {"state": "running", "restarts": 0},
                 "started_at": "2027-01-15T08:00:00Z",
                 "problems": [],
+                "setup": None,
             },
         )
 

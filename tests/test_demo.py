@@ -28,7 +28,8 @@ STEP_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 FORMAT_1_COLUMNS = {
     "workshop": ["id", "title", "version", "description", "navigation"],
     "steps": ["id", "position", "title", "markdown", "image_tag"],
-    "step_metadata": ["step_id", "validation", "hints"],
+    "step_metadata": ["step_id", "validation", "hints", "setup"],
+    "assets": ["path", "media_type", "data"],
 }
 
 
@@ -52,7 +53,7 @@ class DemoDistributionTests(SynchronousTestCase):
         self.assertEqual(self.rows("PRAGMA user_version"), [(1,)])
 
     def test_tables_and_columns(self) -> None:
-        """Exactly the three tables of format 1, with their columns in order."""
+        """Exactly the tables of format 1 and its optional parts (3.1), with their columns in order."""
         tables = [r[0] for r in self.rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         self.assertEqual(tables, sorted(FORMAT_1_COLUMNS))
         for table, columns in FORMAT_1_COLUMNS.items():
@@ -134,6 +135,22 @@ class DemoDistributionTests(SynchronousTestCase):
         self.assertEqual([s.position for s in workshop.steps], list(range(len(workshop.steps))))
         for step in workshop.steps:
             self.assertEqual(load_distribution(self.path, step=step.id).workshop.step(step.id), step)
+
+    def test_check_finds_nothing(self) -> None:
+        """``workshop-backend check`` on the demo: no error, no warning (every asset used, every image found)."""
+        from workshop_backend.check import check
+
+        report = check(self.path)
+        self.assertEqual([p.line() for p in report.problems], [])
+        self.assertEqual((report.exit_code, report.assets), (0, 1))
+
+    def test_shows_the_optional_parts(self) -> None:
+        """The worked example shows an image asset and a step with background and foreground scripts."""
+        from workshop_backend.workshop.distribution import load_distribution
+
+        workshop = load_distribution(self.path).workshop
+        self.assertTrue(any(asset.is_image for asset in workshop.assets.values()))
+        self.assertTrue(any(s.setup.background and s.setup.foreground for s in workshop.steps))
 
 
 class DemoContentTests(SynchronousTestCase):

@@ -364,14 +364,18 @@ class SchemaRefusalTests(DistributionTestCase):
     def test_no_steps(self) -> None:
         """No steps at all."""
         mutate(self.path, "DELETE FROM step_metadata; DELETE FROM steps;")
-        self.assertEqual(self.refused(self.path), f"distribution {self.path} has no steps")
+        self.assertEqual(
+            self.refused(self.path), f"distribution {self.path}: there are no steps (table 'steps' is empty)"
+        )
 
     def test_duplicate_position(self) -> None:
         """Two steps at the same position (a builder that forgot the UNIQUE constraint)."""
         mutate(self.path, LOOSE_STEPS + "UPDATE steps SET position = 1 WHERE id = 'optional';")
-        prefix = f"distribution {self.path}: step positions must be 0..3 without gaps or duplicates "
+        prefix = f"distribution {self.path}: step "
         self.assertRegex(
-            self.refused(self.path), "^" + re.escape(prefix) + r"\(step '(make-file|optional)' has 1, expected 2\)$"
+            self.refused(self.path),
+            "^" + re.escape(prefix) + r"'(make-file|optional)': position 1 is also the position of step "
+            r"'(make-file|optional)'$",
         )
 
     def test_gap_in_positions(self) -> None:
@@ -380,7 +384,7 @@ class SchemaRefusalTests(DistributionTestCase):
         self.assertEqual(
             self.refused(self.path),
             f"distribution {self.path}: step positions must be 0..3 without gaps or duplicates "
-            "(step 'finish' has 7, expected 3)",
+            "(missing: 3; out of range: 7 ('finish'))",
         )
 
     def test_positions_from_one(self) -> None:
@@ -389,7 +393,7 @@ class SchemaRefusalTests(DistributionTestCase):
         self.assertEqual(
             self.refused(self.path),
             f"distribution {self.path}: step positions must be 0..3 without gaps or duplicates "
-            "(step 'intro' has 1, expected 0)",
+            "(missing: 0; out of range: 4 ('finish'))",
         )
 
     def test_position_not_an_integer(self) -> None:
@@ -397,14 +401,15 @@ class SchemaRefusalTests(DistributionTestCase):
         mutate(self.path, LOOSE_STEPS + "UPDATE steps SET position = 1.0 WHERE id = 'make-file';")
         self.assertEqual(
             self.refused(self.path),
-            f"distribution {self.path}: step positions must be 0..3 without gaps or duplicates "
-            "(step 'make-file' has 1.0, expected 1)",
+            f"distribution {self.path}: step 'make-file': position must be an integer (is 1.0)",
         )
 
     def test_duplicate_step_id(self) -> None:
         """Two steps with the same id (a builder that forgot the PRIMARY KEY)."""
         mutate(self.path, LOOSE_STEPS + "UPDATE steps SET id = 'intro' WHERE id = 'make-file';")
-        self.assertEqual(self.refused(self.path), f"distribution {self.path}: step id 'intro' is used twice")
+        self.assertEqual(
+            self.refused(self.path), f"distribution {self.path}: step 'intro': the id is used by more than one step"
+        )
 
     def test_step_id_not_a_slug(self) -> None:
         """Step ids must be slugs."""

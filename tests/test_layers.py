@@ -23,6 +23,7 @@ LAYERS: list[tuple[int, str]] = [
     (1, "workshop_backend.validation.spec"),
     (1, "workshop_backend.validation.evaluate"),
     (3, "workshop_backend.validation.runner"),
+    (3, "workshop_backend.validation.setup"),
     (1, "workshop_backend.validation"),
     (0, "workshop_backend.support"),
     (2, "workshop_backend.workshop"),

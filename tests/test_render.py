@@ -100,7 +100,7 @@ SAFE_TAGS = {
 }  # fmt: skip
 SAFE_ATTRIBUTES = {
     "title", "href", "src", "alt", "width", "height", "data-action", "data-lang", "start", "colspan",
-    "rowspan", "id", "target", "rel", "open", "align", "class",
+    "rowspan", "id", "target", "rel", "open", "align", "class", "loading",
 }  # fmt: skip
 
 
@@ -397,15 +397,18 @@ class MarkupTests(SynchronousTestCase):
         self.assertIn('<a href="mailto:a@example.com" rel="noopener noreferrer">mail</a>', html)
 
     def test_relative_urls_dropped(self) -> None:
-        """Relative URLs (which would point at the backend's API) lose their href/src."""
+        """Relative URLs naming no asset (or the backend's API) become plain text: no href, no src, no img."""
         html = render_markdown("[api](/api/v1/state) ![i](img.png) [up](../x)")
         self.assertNotIn("href", html)
         self.assertNotIn("src", html)
+        self.assertNotIn("<img", html)
+        self.assertIn("<span>i</span>", html)
 
     def test_images(self) -> None:
-        """An https image keeps src and alt."""
+        """An https image keeps src and alt, and loads lazily."""
         self.assertIn(
-            '<img alt="cat" src="https://example.com/c.png">', render_markdown("![cat](https://example.com/c.png)")
+            '<img alt="cat" src="https://example.com/c.png" loading="lazy">',
+            render_markdown("![cat](https://example.com/c.png)"),
         )
 
     def test_safe_raw_html_kept(self) -> None:

@@ -883,3 +883,142 @@ class DiskFullBannerTests(BrowserTestCase):
             self.assertEqual(self.daemon.api("GET", "/api/v1/status")["problems"], [])
 
         return self.in_browser(body)
+
+
+def authoring_distribution(path: Path) -> Path:
+    """What an author brings: images of every kind, a download, setup scripts that work, wait and fail.
+
+    ``pictures``: PNG, JPEG, GIF and SVG images (the SVG tries to run a
+    script), a raw HTML image far wider than the column, a download; a
+    background script and a foreground script that prints a computed line.
+    ``slow``: a background script that waits for a file the test makes, and
+    a check of what it makes.  ``broken``: a background script that fails
+    until a file exists.
+    """
+    from tests.distributions import StepDef, file_rule, write
+    from tests.images import JPEG, SVG, gif, png
+
+    pictures = "\n\n".join(
+        [
+            "Four kinds of image, side by side:",
+            "![A green PNG](images/green.png) ![A JPEG gradient](./images/gradient.jpg)"
+            " ![A striped GIF](images/stripes.gif) ![An SVG badge](images/badge.svg)",
+            '<img src="./images/wide.png" style="width: 2000px; max-width: none" alt="A very wide image">',
+            "Get [the config file](files/app.conf) too.",
+        ]
+    )
+    waiting = "while [ ! -f go ]; do sleep 0.1; done\necho ready > slow.txt\n"
+    failing = "if [ -f fixed ]; then echo fine; else echo 'cannot find the file called fixed' >&2; exit 3; fi\n"
+    return write(
+        path,
+        [
+            StepDef(
+                "pictures",
+                markdown=pictures,
+                setup={"background": "echo made > made.txt", "foreground": "echo foreground-$((6*7))"},
+            ),
+            StepDef(
+                "slow",
+                markdown="This step is prepared by a script; Check waits for it.",
+                validation={"rules": [file_rule("slow", "slow.txt", contains="ready")]},
+                setup={"background": waiting},
+            ),
+            StepDef("broken", markdown="This step's setup fails until it is fixed.", setup={"background": failing}),
+        ],
+        navigation="free",
+        assets=[
+            ("images/green.png", "image/png", png(120, 60, (22, 163, 74))),
+            ("images/gradient.jpg", "image/jpeg", JPEG),
+            ("images/stripes.gif", "image/gif", gif(90, 45, [(220, 38, 38), (250, 204, 21), (37, 99, 235)])),
+            ("images/badge.svg", "image/svg+xml", SVG),
+            ("images/wide.png", "image/png", png(1600, 40, (124, 58, 237))),
+            ("files/app.conf", "text/plain; charset=utf-8", b"port=8080\n"),
+        ],
+    )
+
+
+class AuthoringTests(BrowserTestCase):
+    """An author's content beyond text: images, downloads, setup scripts."""
+
+    def setUp(self) -> None:
+        reason = _skip_reason()
+        if reason:
+            raise SkipTest(reason)
+        root = Path(self.mktemp()).resolve()
+        root.mkdir(parents=True)
+        distribution = authoring_distribution(root / "authoring.sqlite")
+        self.daemon = self.new_daemon(root / "state", args=("--distribution", str(distribution)))
+        self.daemon.start()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def test_images_download_and_foreground(self) -> Deferred[None]:
+        """PNG, JPEG, GIF and SVG show (naturalWidth > 0), none wider than the column, the SVG's script
+        never runs; the link downloads the file; the background script ran; the foreground script is typed
+        once: its line appears in the terminal, and a reload does not type it again."""
+
+        def body(page: Any) -> None:
+            images = page.locator("#step-content img")
+            see(images).to_have_count(5)
+            page.wait_for_function("() => [...document.querySelectorAll('#step-content img')].every(i => i.complete)")
+            sizes = images.evaluate_all(
+                "all => all.map(i => [i.alt, i.naturalWidth, i.getBoundingClientRect().width, i.loading])"
+            )
+            column = page.locator("#step-content").bounding_box()["width"]
+            for alt, natural, shown, loading in sizes:
+                self.assertGreater(natural, 0, alt)
+                self.assertLessEqual(shown, column + 0.5, alt)
+                self.assertEqual(loading, "lazy", alt)
+            self.assertEqual(
+                [s[0] for s in sizes][:4], ["A green PNG", "A JPEG gradient", "A striped GIF", "An SVG badge"]
+            )
+            self.assertNotEqual(page.title(), "svg script ran")
+            with page.expect_download() as download:
+                page.get_by_role("link", name="the config file").click()
+            self.assertEqual(download.value.suggested_filename, "app.conf")
+            wait_terminal_shows(page, "foreground-42")
+            self.assertTrue((self.daemon.workspace / "made.txt").is_file())
+            self.shot(page, "authoring-images")
+
+            claims: list[str] = []
+            page.on("request", lambda r: claims.append(r.url) if r.url.endswith("/setup/foreground") else None)
+            page.reload()
+            page.wait_for_selector("#step-title:not(:empty)")
+            wait_prompt(page)
+            run_and_wait(page, "true", "settled")
+            self.assertEqual(claims, [])
+
+        return self.in_browser(body, viewport={"width": 1366, "height": 768})
+
+    def test_setting_up_then_check_waits(self) -> Deferred[None]:
+        """A step whose script runs says so; Check waits for the script (then passes, since the script made
+        the file it checks); the note goes away."""
+
+        def body(page: Any) -> None:
+            page.get_by_role("button", name="Next", exact=True).click()
+            see(page.locator('#setup-note[data-state="running"]')).to_contain_text("Setting up this step")
+            page.get_by_role("button", name="Check", exact=True).click()
+            page.wait_for_selector('#check[aria-busy="true"]')
+            self.shot(page, "authoring-setting-up")
+            see(page.locator("#results")).to_be_hidden()
+            (self.daemon.workspace / "go").write_text("")
+            see(page.locator(".results.passed")).to_contain_text("All checks passed")
+            see(page.locator("#setup-note")).to_be_hidden()
+
+        return self.in_browser(body, viewport=NARROW)
+
+    def test_failed_setup_shown_and_retried(self) -> Deferred[None]:
+        """A script that fails: the page says what happened and what it printed; Run the setup again
+        after the cause is fixed makes the step ready."""
+
+        def body(page: Any) -> None:
+            page.get_by_role("button", name="All steps").click()
+            page.locator('#step-list .step-item[data-step="broken"]').click()
+            see(page.locator('#setup-note[data-state="failed"]')).to_contain_text("exit code 3")
+            page.locator("#setup-note summary").click()
+            see(page.locator("#setup-note pre")).to_contain_text("cannot find the file called fixed")
+            self.shot(page, "authoring-setup-failed")
+            (self.daemon.workspace / "fixed").write_text("")
+            page.get_by_role("button", name="Run the setup again").click()
+            see(page.locator("#setup-note")).to_be_hidden()
+
+        return self.in_browser(body, viewport={"width": 1366, "height": 768})

@@ -21,6 +21,7 @@ from workshop_backend.state.workingcopy import (
     prepare,
     recorded_hash,
     schema_sql,
+    upgrade_sql,
 )
 from workshop_backend.support.timefmt import rfc3339
 from workshop_backend.workshop.distribution import Distribution, DistributionError, load_distribution
@@ -28,7 +29,15 @@ from workshop_backend.workshop.distribution import Distribution, DistributionErr
 NOW = 1_795_000_000.0
 DISTRIBUTION_TABLES = ("workshop", "steps", "step_metadata")
 BROKEN = "the existing working copy is unreadable or from an unknown schema"
-RUNTIME_TABLES = ("backend_meta", "custom_state", "hint_reveals", "progress", "runtime_state", "validation_results")
+RUNTIME_TABLES = (
+    "backend_meta",
+    "custom_state",
+    "hint_reveals",
+    "progress",
+    "runtime_state",
+    "setup_runs",
+    "validation_results",
+)
 
 
 def query(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
@@ -338,6 +347,23 @@ class ReplaceTests(WorkingCopyTestCase):
         self.assertEqual(self.listing(), [WORKING_COPY, WORKING_COPY + ".broken"])
         self.assertEqual(recorded_hash(self.target), self.dist.sha256)
 
+    def test_older_schema_upgraded(self) -> None:
+        """A copy of runtime schema 1 (an older backend's) is upgraded in place and resumed: the
+        student's progress kept, the schema the same as a fresh copy's."""
+        self.prepare()
+        fresh_schema = runtime_schema_dump(self.target)
+        execute(self.target, "DROP TABLE setup_runs")
+        execute(self.target, "UPDATE backend_meta SET value = '1' WHERE key = 'schema_version'")
+        execute(self.target, "INSERT INTO custom_state VALUES ('kept', '1', 'then')")
+        copy = self.prepare()
+        self.assertEqual((copy.resumed, copy.upgraded_from), (True, 1))
+        self.assertEqual(runtime_schema_dump(self.target), fresh_schema)
+        self.assertEqual(query(self.target, "SELECT key FROM custom_state"), [("kept",)])
+        self.assertEqual(recorded_hash(self.target), self.dist.sha256)
+        self.assertEqual(self.listing(), [WORKING_COPY])
+        # Upgraded once: the next start resumes it as it is.
+        self.assertEqual((self.prepare().resumed, self.prepare().upgraded_from), (True, None))
+
     def test_unknown_schema_version(self) -> None:
         """A copy from another schema version is treated as unreadable."""
         self.prepare()
@@ -513,10 +539,10 @@ class FailureTests(WorkingCopyTestCase):
 class SchemaTests(WorkingCopyTestCase):
     """The runtime schema as shipped."""
 
-    def test_fresh_schema_dumps_as_v1(self) -> None:
-        """The runtime tables of a new copy dump exactly as v1.sql applied to an empty database."""
+    def test_fresh_schema_dumps_as_current(self) -> None:
+        """The runtime tables of a new copy dump exactly as vN.sql applied to an empty database."""
         self.prepare()
-        empty = self.tmp / "v1.sqlite"
+        empty = self.tmp / "current.sqlite"
         conn = sqlite3.connect(empty)
         conn.executescript(schema_sql(SCHEMA_VERSION))
         conn.close()
@@ -530,8 +556,28 @@ class SchemaTests(WorkingCopyTestCase):
         names = [re.search(r"CREATE TABLE (\w+) \(", s) for s in statements]
         self.assertEqual(
             [m.group(1) if m else None for m in names],
-            ["backend_meta", "runtime_state", "custom_state", "progress", "hint_reveals", "validation_results"],
+            [
+                "backend_meta",
+                "runtime_state",
+                "custom_state",
+                "progress",
+                "hint_reveals",
+                "validation_results",
+                "setup_runs",
+            ],
         )
+
+    def test_v1_upgraded_dumps_as_v2(self) -> None:
+        """v1.sql followed by upgrade-v2.sql dumps exactly as v2.sql."""
+        fresh, upgraded = self.tmp / "v2.sqlite", self.tmp / "v1-upgraded.sqlite"
+        conn = sqlite3.connect(fresh)
+        conn.executescript(schema_sql(2))
+        conn.close()
+        conn = sqlite3.connect(upgraded)
+        conn.executescript(schema_sql(1))
+        conn.executescript(upgrade_sql(2))
+        conn.close()
+        self.assertEqual(runtime_schema_dump(upgraded), runtime_schema_dump(fresh))
 
     def test_statements_keep_text(self) -> None:
         """Statements keep their text: ``--`` inside a literal survives; a trailing comment is no statement."""

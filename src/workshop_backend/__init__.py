@@ -16,6 +16,8 @@ and ``docs/design.md`` draws the arrows.  Calls go one way only::
   tree.  Only these know every layer.
 - :mod:`~workshop_backend.logs`, :mod:`~workshop_backend.metrics`: what the
   operator reads (log lines, Prometheus).
+- :mod:`~workshop_backend.check`: ``workshop-backend check FILE``, the
+  build pipeline's command: every problem of a distribution, one line each.
 - :mod:`workshop_backend.http`: the HTTP layer (routes, JSON shapes, errors,
   the guard, limits, static files, events).
 - :mod:`workshop_backend.application`: the application layer

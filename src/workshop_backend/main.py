@@ -11,6 +11,10 @@ Start-up time is the student's waiting time and the operator's probe budget,
 so this module imports nothing heavy at the top: ``--version`` and
 ``--childexec`` (the wrapper that starts ttyd and check commands) answer
 before Twisted is imported, and ``--help`` before the reactor is.
+
+``workshop-backend check FILE`` (or ``--check FILE``) is the build
+pipeline's command instead (:mod:`workshop_backend.check`): it reads and
+reports, and never imports the reactor.
 """
 
 from __future__ import annotations
@@ -46,6 +50,13 @@ def run(argv: Sequence[str], *, stdout: TextIO = sys.stdout, stderr: TextIO = sy
 
         print(f"workshop-backend {__version__}", file=stdout)
         return 0
+
+    from workshop_backend.check import wants_check
+
+    if wants_check(argv):
+        from workshop_backend import check
+
+        return check.main(argv, stdout=stdout, stderr=stderr)
 
     import gc
 

@@ -209,7 +209,11 @@ class WorkingCopyService(Service):
             fresh=s.fresh,
         )
         if copy.resumed:
-            self.log.info("resuming the working copy {path}", path=str(copy.path))
+            self.log.info(
+                "resuming the working copy {path}{upgraded}",
+                path=str(copy.path),
+                upgraded="" if copy.upgraded_from is None else f" (upgraded from runtime schema {copy.upgraded_from})",
+            )
         else:
             self.log.info(
                 "made a fresh working copy {path}{why}",

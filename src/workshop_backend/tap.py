@@ -122,6 +122,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
     from workshop_backend.application.runtime import WorkshopRuntime
     from workshop_backend.content.renderer import CachedRenderer
     from workshop_backend.http.api import Api
+    from workshop_backend.http.assets import asset_url
     from workshop_backend.http.events import EventHub, EventStreamResource
     from workshop_backend.http.limits import ClientLimit
     from workshop_backend.http.security import Guard, content_security_policy
@@ -130,11 +131,13 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
     from workshop_backend.http.tickets import Tickets
     from workshop_backend.http.views import event_data
     from workshop_backend.services import BackendService, ListenService, ReadinessProbe, WorkingCopyService
+    from workshop_backend.state.assets import AssetStore
     from workshop_backend.support.reactor import global_reactor
     from workshop_backend.terminal.bridge import TerminalBridge
     from workshop_backend.terminal.supervisor import TtydSupervisor
     from workshop_backend.terminal.ttydbin import TtydNotFound, find_ttyd, verify_bundled
     from workshop_backend.validation.runner import Validator
+    from workshop_backend.validation.setup import SetupRunner
 
     reactor = reactor if reactor is not None else global_reactor()
     settings = options.settings
@@ -174,7 +177,8 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         supervisor.add_listener(metrics.terminal_status)
     hub = EventHub(serialize=event_data)
     validator = Validator(reactor, cwd=settings.workdir, env=environ)
-    renderer = CachedRenderer()
+    setup_runner = SetupRunner(reactor, cwd=settings.workdir, env=environ, log_dir=settings.state_dir / "setup")
+    renderer = CachedRenderer(workshop.assets, asset_url)
     guard = Guard(
         auth=settings.auth,
         token=settings.token,
@@ -205,11 +209,14 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
                 terminal=supervisor,
                 watch_active=lambda: hub.subscriber_count > 0,
                 metrics=metrics,
+                setup_runner=setup_runner,
+                assets=AssetStore(store.path) if workshop.assets else None,
             )
         )
 
     backend = BackendService(settings, reactor)
     backend.on_stop.append(validator.stop)
+    backend.on_stop.append(setup_runner.stop)
     working_copy = WorkingCopyService(
         settings, reactor, open_runtime=open_runtime, warm=lambda: renderer.warm(workshop), on_fatal=backend.fail
     )

@@ -7,6 +7,7 @@ import { adoptLoginKey, Api, ApiError, authHeaders, NetworkError } from "./api";
 import { renderMarkdown } from "./content";
 import { byId, el, icon } from "./dom";
 import { FocusRules, revealWithin } from "./focus";
+import { ForegroundTyper, SetupNotice } from "./setup";
 import { setupSplit } from "./split";
 import { TerminalManager } from "./terminal";
 import type { Hint, ProgressEntry, Status, StepDetail, ValidationResult, Workshop } from "./types";
@@ -60,6 +61,12 @@ class App {
     stepTitle: $.stepTitle,
   });
   private readonly contentActions = { run: (text: string) => this.run(text), copied: () => this.focus.afterCopy() };
+  private readonly setupNotice = new SetupNotice($.transitionNote, (step) => this.retrySetup(step));
+  private readonly foreground = new ForegroundTyper(
+    this.api,
+    () => this.terms.active?.state === "open",
+    (text) => this.terms.type(text),
+  );
   private workshop: Workshop | null = null;
   private status: Status | null = null;
   private step: StepDetail | null = null;
@@ -129,6 +136,8 @@ class App {
     if (/Mac|iPhone|iPad/.test(navigator.platform)) {
       document.querySelector(".term-tip")!.textContent = "Copy: select, then ⌘C · Paste: ⌘V";
     }
+    // A terminal that opens may be the one the step's foreground script waits for.
+    this.terms.onStateChange = () => this.foreground.maybeType(this.status, this.step?.id);
     this.terms.add();
     this.renderButtons();
     void this.reload().then(
@@ -295,6 +304,8 @@ class App {
       this.showNote("The workshop is starting up. This page continues by itself in a moment.");
     } else $.transitionNote.hidden = true;
     $.content.classList.toggle("preparing", this.preparing());
+    this.setupNotice.render(this.status?.setup, phase);
+    this.foreground.maybeType(this.status, this.step?.id);
     const completed = phase === "completed";
     $.completion.hidden = !completed;
     $.content.hidden = completed;
@@ -504,6 +515,16 @@ class App {
       await this.applyStatus(await this.api.get<Status>("/api/v1/status"), true);
     } catch {
       // Offline handling is in Api's listener.
+    }
+  }
+
+  /** "Run the setup again" on a failed setup. */
+  private async retrySetup(step: string): Promise<void> {
+    try {
+      await this.api.post(`/api/v1/steps/${encodeURIComponent(step)}/setup`);
+      await this.refreshStatus();
+    } catch (err) {
+      if (err instanceof ApiError) this.toast(err.message);
     }
   }
 

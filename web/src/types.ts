@@ -44,6 +44,22 @@ export interface Status {
   started_at: string;
   /** What is wrong with the workspace now ("disk_full"). */
   problems?: string[];
+  /** The current step's setup scripts (null: it has none). */
+  setup?: SetupInfo | null;
+}
+
+export interface SetupInfo {
+  step: string;
+  /** The background script; null: the step has none (or it has not run). */
+  state: "running" | "done" | "failed" | null;
+  exit_code: number | null;
+  timed_out: boolean;
+  message: string | null;
+  output: string;
+  started_at: string | null;
+  finished_at: string | null;
+  /** The foreground script: still to be typed, typed; null: none. */
+  foreground: "pending" | "typed" | null;
 }
 
 export interface RuleResult {

@@ -6,4 +6,7 @@
   timer, and the events it publishes.  It raises the domain's errors
   (:mod:`workshop_backend.workshop.errors`) and returns values; the HTTP
   layer turns both into responses.
+- :mod:`~workshop_backend.application.setup`: ``StepSetup``, the runtime's
+  part for setup scripts: the background script once per working copy,
+  checks waiting for it, retries, the foreground script given out once.
 """

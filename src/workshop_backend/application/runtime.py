@@ -7,7 +7,9 @@ here is ever half-initialised.  It holds the current
 :class:`~workshop_backend.workshop.navigation.Position` in memory (the working
 copy is the durable record of it), applies the pure navigation rules, runs
 validations (one per step at a time, shared by every caller), keeps the
-watch timer of the current step, and publishes what changed.
+watch timer of the current step, runs setup scripts (through
+:class:`~workshop_backend.application.setup.StepSetup`), serves the
+distribution's assets, and publishes what changed.
 
 It answers with values (:class:`Status`, :class:`StepView`,
 :class:`StepProgress`...) and refuses with the domain's errors
@@ -28,9 +30,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from workshop_backend.application.setup import ScriptRunner, SetupStatus, StepSetup
 from workshop_backend.state.store import StateEntry, Store
 from workshop_backend.support.timefmt import rfc3339
 from workshop_backend.validation.spec import ValidationSpec
+from workshop_backend.workshop.assets import Asset
 from workshop_backend.workshop.errors import DiskFull, Invalid, NotFound, Refused, StepNotCompleted, TooLarge
 from workshop_backend.workshop.model import StatusPhase, Step, Workshop
 from workshop_backend.workshop.navigation import (
@@ -98,6 +102,14 @@ class Renderer(Protocol):
     def hint(self, step: Step, index: int) -> str: ...
 
 
+class AssetReader(Protocol):
+    """Asset bytes from the working copy (:class:`~workshop_backend.state.assets.AssetStore`)."""
+
+    def read(self, path: str, offset: int, size: int) -> Deferred[bytes]: ...
+
+    def close(self) -> None: ...
+
+
 class RuntimeMetrics(Protocol):
     """What the runtime reports to the operator's metrics."""
 
@@ -133,6 +145,8 @@ class Status:
     started_at: str
     problems: tuple[str, ...] = ()
     """Short codes of what is wrong with the workspace now (``disk_full``), as ``/readyz`` names them."""
+    setup: SetupStatus | None = None
+    """The current step's setup scripts, when it has some and runs in this container."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +191,8 @@ class WorkshopRuntime:
         terminal: Terminal,
         watch_active: Callable[[], bool] = lambda: True,
         metrics: RuntimeMetrics | None = None,
+        setup_runner: ScriptRunner | None = None,
+        assets: AssetReader | None = None,
     ) -> None:
         """Use :meth:`open`, which reads ``position`` and ``started_at`` from the working copy."""
         self.workshop = workshop
@@ -198,6 +214,8 @@ class WorkshopRuntime:
         self.disk_full = False
         """A write failed for lack of space (or took the reserve); cleared once the reserve is back."""
         self._disk_retry: LoopingCall | None = None
+        self.assets = assets
+        self.setup = StepSetup(workshop, store, setup_runner, clock=clock, on_change=self._setup_changed)
 
     @classmethod
     async def open(
@@ -213,8 +231,10 @@ class WorkshopRuntime:
         terminal: Terminal,
         watch_active: Callable[[], bool] = lambda: True,
         metrics: RuntimeMetrics | None = None,
+        setup_runner: ScriptRunner | None = None,
+        assets: AssetReader | None = None,
     ) -> WorkshopRuntime:
-        """Take the working copy into use: restore the position from it, start watching, say so."""
+        """Take the working copy into use: restore the position from it, start watching, set up, say so."""
         container = workshop.step(container_step) or workshop.steps[0]
         row = await store.load_runtime()
         progress = await store.load_progress()
@@ -243,6 +263,8 @@ class WorkshopRuntime:
             terminal=terminal,
             watch_active=watch_active,
             metrics=metrics,
+            setup_runner=setup_runner,
+            assets=assets,
         )
         try:
             reserved = await store.restore_reserve()
@@ -251,16 +273,20 @@ class WorkshopRuntime:
             reserved = True
         if not reserved:
             runtime._disk_is_full()
+        await runtime.setup.load()
         runtime._rewatch()
+        runtime._arrived()
         runtime.hub.publish("status", runtime.status())
         return runtime
 
     def close(self) -> None:
-        """Stop timers (the store is closed by its owner)."""
+        """Stop timers and the asset reader (the store is closed by its owner)."""
         self._stop_watch()
         if self._disk_retry is not None and self._disk_retry.running:
             self._disk_retry.stop()
         self._disk_retry = None
+        if self.assets is not None:
+            self.assets.close()
 
     # -- a full disk --------------------------------------------------------------------
 
@@ -346,6 +372,7 @@ class WorkshopRuntime:
             terminal=self.terminal.status(),
             started_at=self.started_at,
             problems=("disk_full",) if self.disk_full else (),
+            setup=self._setup_status(self._step(position.current)),
         )
 
     def step_statuses(self) -> dict[str, StepStatus]:
@@ -458,6 +485,8 @@ class WorkshopRuntime:
             )
             self.metrics.navigation(action)
             self._rewatch()
+            if new.current != position.current:
+                self._arrived()
             # The answer and the event describe this move, whatever comes next.
             status = self.status()
             self.hub.publish("status", status)
@@ -502,6 +531,10 @@ class WorkshopRuntime:
                 waiter.callback(outcome)
 
     async def _validate(self, step: Step, trigger: Trigger) -> Result:
+        setting_up = self.setup.wait(step.id)
+        if setting_up is not None:
+            # The checks look at what the setup script makes: after it, not during.
+            await setting_up
         result: Result = await self.checker.run(step.id, step.validation)
         body = result.to_json()
         await self._saved(
@@ -524,6 +557,60 @@ class WorkshopRuntime:
             self._rewatch()
             self.hub.publish("status", self.status())
         return result
+
+    # -- setup scripts ----------------------------------------------------------------
+
+    def _in_container(self, step: Step) -> bool:
+        return step.image_tag == self.container_step.image_tag
+
+    def _arrived(self) -> None:
+        """The current step may have just become current here: its background script runs (once)."""
+        position = self.position
+        step = self._step(position.current)
+        if position.phase == "ready" and self._in_container(step):
+            self.setup.arrived(step)
+
+    def _setup_status(self, step: Step) -> SetupStatus | None:
+        return self.setup.status(step) if self._in_container(step) else None
+
+    def _setup_changed(self, step_id: str) -> None:
+        status = self.setup.status(self._step(step_id))
+        if status is not None:
+            self.hub.publish("setup", status)
+        if step_id == self.position.current:
+            self.hub.publish("status", self.status())
+
+    def retry_setup(self, step_id: str) -> SetupStatus:
+        """Run a step's failed background script again."""
+        step = self._step(step_id)
+        if not self._in_container(step):
+            raise Refused(
+                "step_not_in_container",
+                f"Step {step_id!r} runs in another environment ({step.image_tag}); it cannot be set up here.",
+            )
+        return self.setup.retry(step)
+
+    async def claim_foreground(self, step_id: str) -> str:
+        """The current step's foreground script, to type into the terminal: given out once."""
+        step = self._step(step_id)
+        position = self.position
+        if step.id != position.current or position.phase != "ready" or not self._in_container(step):
+            raise Refused("not_current", f"Step {step_id!r} is not the step the student is on in this container.")
+        return await self.setup.claim_foreground(step)
+
+    # -- assets -----------------------------------------------------------------------
+
+    def asset(self, path: str, sha256: str) -> Asset:
+        """The asset at ``path`` whose content has this sha256 (its URL names both)."""
+        asset = self.workshop.assets.get(path)
+        if asset is None or asset.sha256 != sha256 or self.assets is None:
+            raise NotFound("unknown_asset", "There is no such asset in this workshop.")
+        return asset
+
+    def read_asset(self, asset: Asset, offset: int, size: int) -> Deferred[bytes]:
+        """``size`` bytes of an asset from ``offset`` (fewer at its end)."""
+        assert self.assets is not None
+        return self.assets.read(asset.path, offset, size)
 
     # -- custom state -----------------------------------------------------------------
 
@@ -616,7 +703,7 @@ class WorkshopRuntime:
 
     def _tick(self, step_id: str) -> Deferred[None] | None:
         """One watch run; failures are logged and the loop carries on."""
-        if not self.watch_active():
+        if not self.watch_active() or self.setup.running(step_id):
             return None
         d = self.validate(step_id, "watch")
         d.addErrback(self._watch_failed, step_id)
@@ -630,6 +717,7 @@ class WorkshopRuntime:
 
 
 __all__ = [
+    "AssetReader",
     "Status",
     "StepProgress",
     "StepView",

@@ -4,4 +4,6 @@
   nh3; the markup contract with the UI.
 - :mod:`~workshop_backend.content.renderer`: each text rendered once, the
   markdown stack imported on first use.
+- :mod:`~workshop_backend.content.assetlinks`: relative URLs naming the
+  distribution's assets, rewritten to where they are served.
 """

@@ -44,6 +44,11 @@ gets ``rel="noopener noreferrer"``, and markdown links to ``http(s)`` URLs
 also get ``target="_blank"`` so a click does not navigate away from the
 terminal.
 
+Relative image and link URLs name the distribution's assets
+(:mod:`~workshop_backend.content.assetlinks`): one that names an asset points
+at its served URL, one that names none becomes plain text.  Every ``<img>``
+gets ``loading="lazy"`` (set by the sanitizer: one attribute, so the output stays deterministic).
+
 How an author writes all this is in ``docs/authoring.md``.
 """
 
@@ -51,6 +56,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import xml.etree.ElementTree as etree
 from typing import Any
 
@@ -66,6 +72,8 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.token import STANDARD_TYPES
 from pygments.util import ClassNotFound
+
+from workshop_backend.content.assetlinks import AssetLinks, AssetTree
 
 BLOCK_ACTIONS = ("exec", "copy")
 """The values of ``data-action``."""
@@ -147,12 +155,15 @@ _URL_SCHEMES = frozenset({"http", "https", "mailto"})
 _NUMERIC = frozenset({"width", "height", "start", "colspan", "rowspan"})
 
 
-def _filter_attribute(id_prefix: str, tag: str, attribute: str, value: str) -> str | None:
+def _filter_attribute(id_prefix: str, links: AssetLinks, tag: str, attribute: str, value: str) -> str | None:
     """Check values the allowlist cannot express by name alone.
 
     Ids are prefixed so that no step can shadow an element of the UI
     (``id="terminal"``) or clobber a global through named DOM access.
+    Relative ``src``/``href`` in raw HTML name assets (``links``).
     """
+    if attribute in ("src", "href"):
+        return links.attribute(tag, attribute, value)
     if attribute == "id":
         return id_prefix + value if _SLUG_ID_RE.match(value) else None
     if attribute == "data-action":
@@ -164,29 +175,32 @@ def _filter_attribute(id_prefix: str, tag: str, attribute: str, value: str) -> s
     return value
 
 
-def _filter_relative_url(id_prefix: str, url: str) -> str | None:
-    """Keep in-page fragments (prefixed like the ids), drop other relative URLs.
+def _filter_relative_url(id_prefix: str, links: AssetLinks, url: str) -> str | None:
+    """Keep in-page fragments (prefixed like the ids) and our assets' URLs; drop other relative URLs.
 
-    Relative paths would point into the backend's own API (a GET there can
-    record a hint as revealed), and the backend serves no workshop assets.
+    Other relative paths would point into the backend's own API (a GET
+    there can record a hint as revealed) or at nothing.
     """
     if url.startswith("#") and _SLUG_ID_RE.match(url[1:]):
         return "#" + id_prefix + url[1:]
+    if links.is_served(url):
+        return url
     return None
 
 
-def _cleaner(id_prefix: str) -> nh3.Cleaner:
+def _cleaner(id_prefix: str, links: AssetLinks) -> nh3.Cleaner:
     return nh3.Cleaner(
         tags=_TAGS,
         clean_content_tags=_CLEAN_CONTENT_TAGS,
         attributes=_ATTRIBUTES,
-        attribute_filter=functools.partial(_filter_attribute, id_prefix),
+        attribute_filter=functools.partial(_filter_attribute, id_prefix, links),
         strip_comments=True,
         link_rel="noopener noreferrer",
         tag_attribute_values=_ATTRIBUTE_VALUES,
+        set_tag_attribute_values={"img": {"loading": "lazy"}},
         url_schemes=_URL_SCHEMES,
         allowed_classes=_CLASSES,
-        url_relative=functools.partial(_filter_relative_url, id_prefix),
+        url_relative=functools.partial(_filter_relative_url, id_prefix, links),
     )
 
 
@@ -298,6 +312,31 @@ class _KillercodaFences(Preprocessor):  # type: ignore[misc]
         return out
 
 
+def unclosed_fence(text: str) -> int | None:
+    """The line number (from 1) of a code fence that is never closed, or None.
+
+    Such a block swallows the rest of the step into one code block (or, with
+    a Killercoda marker on the wrong line, into a paragraph): it renders, but
+    not as the author meant.  The same reading of fences as
+    :class:`_KillercodaFences` (a closing fence is the opening's characters,
+    at least as many, optionally followed by a marker).
+    """
+    opening: int | None = None
+    fence = ""
+    for number, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
+        if opening is None:
+            m = _FENCE_OPEN_RE.match(line)
+            if m:
+                opening, fence = number, m.group("fence")
+            continue
+        stripped = line.lstrip(" \t>")
+        run = len(stripped) - len(stripped.lstrip(fence[0]))
+        rest = stripped[run:].strip()
+        if run >= len(fence) and (not rest or _MARKER_RE.fullmatch(rest)):
+            opening = None
+    return opening
+
+
 class _ActionBacktick(BacktickInlineProcessor):  # type: ignore[misc]
     """Inline code; followed by ``{{exec}}``/``{{copy}}`` it gets an action."""
 
@@ -341,6 +380,10 @@ class _ContractTree(Treeprocessor):  # type: ignore[misc]
 
 
 class _ContractExtension(Extension):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.assets = AssetTree(None, AssetLinks())
+
     def extendMarkdown(self, md: Markdown) -> None:
         # Above superfences' raw-tab preprocessor (31.05) and whitespace
         # normalization (30), which both need to see a fence closed.
@@ -348,9 +391,37 @@ class _ContractExtension(Extension):  # type: ignore[misc]
         md.inlinePatterns.register(_ActionBacktick(BACKTICK_RE), "backtick", 190)
         # After inline processing (20): links exist as elements by then.
         md.treeprocessors.register(_ContractTree(md), "workshop_contract", 1)
+        self.assets.md = md
+        md.treeprocessors.register(self.assets, "workshop_assets", 2)
 
 
-def _markdown() -> Markdown:
+class _Renderers(threading.local):
+    """One Markdown instance per thread, reset between texts.
+
+    Building one costs about as much as rendering a typical step (its
+    extensions are set up each time), and the check command renders hundreds
+    of texts; Python-Markdown instances carry per-document state, so each
+    thread has its own and :meth:`Markdown.reset` clears it.
+    """
+
+    md: tuple[Markdown, _ContractExtension] | None = None
+
+
+_RENDERERS = _Renderers()
+
+
+def _markdown(links: AssetLinks) -> Markdown:
+    """This thread's Markdown, reset, its asset links set for the next text."""
+    if _RENDERERS.md is None:
+        contract = _ContractExtension()
+        _RENDERERS.md = (_new_markdown(contract), contract)
+    md, contract = _RENDERERS.md
+    md.reset()
+    contract.assets.links = links
+    return md
+
+
+def _new_markdown(contract: _ContractExtension) -> Markdown:
     return Markdown(
         extensions=[
             "tables",
@@ -360,7 +431,7 @@ def _markdown() -> Markdown:
             "toc",
             "pymdownx.superfences",
             "pymdownx.details",
-            _ContractExtension(),
+            contract,
         ],
         extension_configs={
             "tables": {"use_align_attribute": True},
@@ -377,18 +448,28 @@ def _markdown() -> Markdown:
     )
 
 
-def render_markdown(text: str, *, id_prefix: str = STEP_ID_PREFIX) -> str:
+def render_markdown(text: str, *, id_prefix: str = STEP_ID_PREFIX, links: AssetLinks | None = None) -> str:
     """Render a step's markdown to sanitized HTML (see the module docstring).
 
-    Each call builds its own Markdown instance (Python-Markdown instances
-    carry per-document state and are not thread-safe); rendering is cached
-    per step by the caller, so this costs little.
+    ``links`` resolves relative URLs to the distribution's assets (and
+    records them); without it no asset exists, so every relative image or
+    link becomes plain text.
+
+    Each thread renders with its own Markdown instance, reset before each
+    text (Python-Markdown instances carry per-document state and are not
+    thread-safe); the daemon renders each step once and caches it.
     """
+    links = links if links is not None else AssetLinks()
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    html = _markdown().convert(text)
-    return _cleaner(id_prefix).clean(html)
+    try:
+        html = _markdown(links).convert(text)
+    except BaseException:
+        # Its state is unknown after a failure (a RecursionError half-way): the next text gets a new one.
+        _RENDERERS.md = None
+        raise
+    return _cleaner(id_prefix, links).clean(html)
 
 
-def render_hint(text: str, index: int = 0) -> str:
+def render_hint(text: str, index: int = 0, *, links: AssetLinks | None = None) -> str:
     """Render a hint: like a step, with ids of its own (shown beside the step)."""
-    return render_markdown(text, id_prefix=f"hint-{index}-")
+    return render_markdown(text, id_prefix=f"hint-{index}-", links=links)

@@ -13,6 +13,8 @@
 - :mod:`~workshop_backend.http.limits`: the head judged before the body,
   body caps (413), request deadlines, connections per client.
 - :mod:`~workshop_backend.http.static`: the embedded UI's files.
+- :mod:`~workshop_backend.http.assets`: the workshop's assets, by content
+  hash, streamed.
 - :mod:`~workshop_backend.http.site`: the ``Site`` around it all, with the
   access log.
 - :mod:`~workshop_backend.http.events`: the event hub and the Server-Sent

@@ -33,6 +33,7 @@ from zope.interface import implementer
 
 from workshop_backend.application.runtime import STATE_VALUE_MAX, Status, WorkshopRuntime
 from workshop_backend.http import views
+from workshop_backend.http.assets import AssetResource
 from workshop_backend.http.errors import ApiError, api_error, encode, write_error, write_json
 from workshop_backend.http.tickets import Tickets
 from workshop_backend.workshop.errors import Starting, WorkshopError
@@ -254,6 +255,12 @@ class Api:
         """The UI's embedded assets."""
         return self.static
 
+    @app.route("/assets/<string:digest>/<path:name>", methods=["GET", "HEAD"])
+    def asset(self, request: IRequest, digest: str, name: str) -> IResource:
+        """A distribution's asset, by content hash and path (no credentials: the URL is the capability)."""
+        runtime = self._runtime()
+        return AssetResource(runtime.asset(name, digest), runtime)
+
     @app.route("/terminal", methods=["GET"])
     def terminal_socket(self, request: IRequest) -> IResource:
         """``WS /terminal``: the bridge to ttyd."""
@@ -323,6 +330,21 @@ class Api:
         runtime = self._runtime()
         action, step_id = parse_navigation(read_json(request))
         return write_json(request, views.status_body(await runtime.navigate(action, step_id)))
+
+    @app.route("/api/v1/steps/<string:step_id>/setup", methods=["POST"])
+    def retry_setup(self, request: IRequest, step_id: str) -> bytes:
+        """Run a step's failed background setup script again."""
+        runtime = self._runtime()
+        read_json(request, required=False)
+        return write_json(request, views.setup_body(runtime.retry_setup(step_id)))
+
+    @app.route("/api/v1/steps/<string:step_id>/setup/foreground", methods=["POST"])
+    async def claim_foreground(self, request: IRequest, step_id: str) -> bytes:
+        """The current step's foreground script, for the page to type: given out once, then 409."""
+        runtime = self._runtime()
+        read_json(request, required=False)
+        script = await runtime.claim_foreground(step_id)
+        return write_json(request, {"step": step_id, "script": script})
 
     @app.route("/api/v1/progress", methods=["GET"])
     async def progress(self, request: IRequest) -> bytes:

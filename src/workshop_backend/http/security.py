@@ -65,7 +65,8 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 PAGES = frozenset({"/"})
 """Paths that answer HTML for a browser: the login lands there, a refusal is a page."""
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/favicon.ico", "/static"})
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PREFIXES = ("/static/", "/assets/")
+"""The UI's own files, and the workshop's assets (whose URLs carry their content's sha256: a capability)."""
 TICKET_PATHS = frozenset({"/api/v1/events", "/terminal"})
 """The connections a browser opens without headers: a ticket opens them (once)."""
 KEY_FRAGMENT = "key"

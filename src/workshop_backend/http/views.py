@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from workshop_backend.application.runtime import Status, StepProgress, StepView
+from workshop_backend.application.setup import SetupStatus
 from workshop_backend.state.store import StateEntry
 from workshop_backend.validation.evaluate import ValidationResult
 from workshop_backend.workshop.model import Workshop
@@ -38,6 +39,22 @@ def status_body(status: Status) -> dict[str, Any]:
         "terminal": status.terminal,
         "started_at": status.started_at,
         "problems": list(status.problems),
+        "setup": None if status.setup is None else setup_body(status.setup),
+    }
+
+
+def setup_body(setup: SetupStatus) -> dict[str, Any]:
+    """A step's setup scripts: in the status, the ``setup`` event and ``POST .../setup``."""
+    return {
+        "step": setup.step,
+        "state": setup.state,
+        "exit_code": setup.exit_code,
+        "timed_out": setup.timed_out,
+        "message": setup.message,
+        "output": setup.output,
+        "started_at": setup.started_at,
+        "finished_at": setup.finished_at,
+        "foreground": setup.foreground,
     }
 
 
@@ -118,6 +135,8 @@ def event_data(data: object) -> object:
     """An event's data as JSON: application values in their API shape, the rest as they are."""
     if isinstance(data, Status):
         return status_body(data)
+    if isinstance(data, SetupStatus):
+        return setup_body(data)
     if isinstance(data, ValidationResult):
         return data.to_json()
     return data

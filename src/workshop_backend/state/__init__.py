@@ -6,5 +6,8 @@
   ``adbapi.ConnectionPool`` (one connection, one writer).
 - :mod:`~workshop_backend.state.space`: the space reserve in the state dir,
   so progress can still be saved on a full disk.
-- ``schema/vN.sql``: the runtime tables, versioned.
+- :mod:`~workshop_backend.state.assets`: asset bytes in chunks, through a
+  read-only pool of their own.
+- ``schema/vN.sql``: the runtime tables, versioned; ``upgrade-vN.sql``
+  brings a copy of version N-1 up to date.
 """

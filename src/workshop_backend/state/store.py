@@ -73,6 +73,23 @@ def disk_full(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+@dataclass(frozen=True)
+class SetupRow:
+    """A step's setup scripts as the working copy records them (``setup_runs``)."""
+
+    step: str
+    state: str | None
+    """``running``, ``done``, ``failed``; None: the background script never ran here."""
+    exit_code: int | None
+    timed_out: bool
+    message: str | None
+    output: str
+    runs: int
+    started_at: str | None
+    finished_at: str | None
+    foreground_at: str | None
+
+
 def _open(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -329,9 +346,75 @@ class Store:
 
         return self._interaction(run)
 
+    # -- setup scripts (contract 3.1) ------------------------------------------------
+
+    def load_setup(self) -> Deferred[dict[str, SetupRow]]:
+        """Every step's setup record, by step id."""
+
+        def run(txn: sqlite3.Cursor) -> dict[str, SetupRow]:
+            txn.execute(
+                "SELECT step_id, state, exit_code, timed_out, message, output, runs, started_at, finished_at,"
+                " foreground_at FROM setup_runs"
+            )
+            return {row[0]: SetupRow(row[0], row[1], row[2], bool(row[3]), *row[4:]) for row in txn.fetchall()}
+
+        return self._interaction(run)
+
+    def setup_started(self, step: str, now: str) -> Deferred[None]:
+        """A background script starts (again): recorded before it runs, so a restart never runs it twice."""
+
+        def run(txn: sqlite3.Cursor) -> None:
+            _ensure_setup(txn, step)
+            txn.execute(
+                "UPDATE setup_runs SET state = 'running', exit_code = NULL, timed_out = 0, message = NULL,"
+                " output = '', runs = runs + 1, started_at = ?, finished_at = NULL WHERE step_id = ?",
+                (now, step),
+            )
+
+        return self._interaction(run)
+
+    def setup_finished(
+        self,
+        step: str,
+        *,
+        state: str,
+        exit_code: int | None,
+        timed_out: bool,
+        message: str | None,
+        output: str,
+        now: str,
+    ) -> Deferred[None]:
+        """A background script ended (``done`` or ``failed``)."""
+
+        def run(txn: sqlite3.Cursor) -> None:
+            _ensure_setup(txn, step)
+            txn.execute(
+                "UPDATE setup_runs SET state = ?, exit_code = ?, timed_out = ?, message = ?, output = ?,"
+                " finished_at = ? WHERE step_id = ?",
+                (state, exit_code, int(timed_out), message, output, now, step),
+            )
+
+        return self._interaction(run)
+
+    def claim_foreground(self, step: str, now: str) -> Deferred[bool]:
+        """Take a step's foreground script to type it: True the first time, False ever after."""
+
+        def run(txn: sqlite3.Cursor) -> bool:
+            _ensure_setup(txn, step)
+            txn.execute(
+                "UPDATE setup_runs SET foreground_at = ? WHERE step_id = ? AND foreground_at IS NULL", (now, step)
+            )
+            return bool(txn.rowcount)
+
+        return self._interaction(run)
+
+
+def _ensure_setup(txn: sqlite3.Cursor, step: str) -> None:
+    txn.execute("INSERT OR IGNORE INTO setup_runs (step_id) VALUES (?)", (step,))
+
 
 def _ensure_progress(txn: sqlite3.Cursor, step: str) -> None:
     txn.execute("INSERT OR IGNORE INTO progress (step_id) VALUES (?)", (step,))
 
 
-__all__ = ["ProgressRow", "RuntimeRow", "StateEntry", "Store"]
+__all__ = ["ProgressRow", "RuntimeRow", "SetupRow", "StateEntry", "Store"]

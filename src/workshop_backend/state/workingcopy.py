@@ -11,6 +11,11 @@ backend restarted in the same container finds a copy with the same hash and
 reopens it, losing nothing the student did.  A copy from another
 distribution, or one we cannot read, is moved aside (``.previous`` /
 ``.broken``), never deleted, and a fresh one is made.
+
+Upgrade: the copy also records its runtime schema version.  A copy of an
+older version (made by an older backend) is brought up to date in place by
+the ``schema/upgrade-vN.sql`` scripts, in one transaction, before it is
+reopened; a copy of a version this backend does not know is ``.broken``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from workshop_backend.support.timefmt import rfc3339
 from workshop_backend.workshop.distribution import Distribution, DistributionError
 
 WORKING_COPY = "workshop.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The runtime schema this backend writes (``schema/v2.sql``); 1 is upgraded (``upgrade-v2.sql``)."""
+OLDEST_SCHEMA = 1
 TEMP_PREFIX = ".workshop.sqlite.tmp-"
 #: The files SQLite keeps next to a database, which belong to it.
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -43,6 +50,8 @@ class WorkingCopy:
     resumed: bool
     #: Why an existing copy was not reused (None when resumed or none existed).
     replaced_because: str | None = None
+    #: The runtime schema version a resumed copy was upgraded from (None: it was current).
+    upgraded_from: int | None = None
 
 
 def schema_sql(version: int) -> str:
@@ -50,8 +59,20 @@ def schema_sql(version: int) -> str:
     return (resources.files("workshop_backend.state") / "schema" / f"v{version}.sql").read_text(encoding="utf-8")
 
 
+def upgrade_sql(version: int) -> str:
+    """The script that brings a copy from ``version - 1`` to ``version`` (``schema/upgrade-vN.sql``)."""
+    name = f"upgrade-v{version}.sql"
+    return (resources.files("workshop_backend.state") / "schema" / name).read_text(encoding="utf-8")
+
+
 def recorded_hash(path: Path) -> str | None:
-    """The distribution hash recorded in a working copy; None if unreadable."""
+    """The distribution hash recorded in a working copy of this schema version; None if unreadable."""
+    found = recorded(path)
+    return found[0] if found is not None and found[1] == SCHEMA_VERSION else None
+
+
+def recorded(path: Path) -> tuple[str, int] | None:
+    """(distribution hash, runtime schema version) of a working copy we can use or upgrade; None if not."""
     try:
         # Quoted: a state dir may contain ``?``, ``#`` or ``%``, which a URI would misread.
         conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
@@ -65,9 +86,25 @@ def recorded_hash(path: Path) -> str | None:
         return None
     finally:
         conn.close()
-    if check != "ok" or rows.get("schema_version") != str(SCHEMA_VERSION) or state is None:
+    versions = {str(v): v for v in range(OLDEST_SCHEMA, SCHEMA_VERSION + 1)}
+    version = versions.get(rows.get("schema_version", ""))
+    sha256 = rows.get("distribution_sha256")
+    if check != "ok" or version is None or state is None or sha256 is None:
         return None
-    return rows.get("distribution_sha256")
+    return sha256, version
+
+
+def upgrade(path: Path, version: int) -> None:
+    """Bring a copy of runtime schema ``version`` up to :data:`SCHEMA_VERSION`, in one transaction."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _statements(upgrade_sql(step)):
+                conn.execute(statement)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 def prepare(
@@ -86,9 +123,13 @@ def prepare(
         if fresh:
             replaced_because = "--fresh was given"
         else:
-            found = recorded_hash(target)
-            if found == distribution.sha256:
-                return WorkingCopy(path=target, resumed=True)
+            found = recorded(target)
+            if found is not None and found[0] == distribution.sha256:
+                if found[1] < SCHEMA_VERSION:
+                    upgrade(target, found[1])
+                return WorkingCopy(
+                    path=target, resumed=True, upgraded_from=found[1] if found[1] < SCHEMA_VERSION else None
+                )
             if found is None:
                 replaced_because = "the existing working copy is unreadable or from an unknown schema"
                 _move_aside(target, ".broken")

@@ -387,7 +387,7 @@ def _command(rule: Rule, out: CommandOutcome) -> tuple[bool, str]:
             _output(out)
         )
     if out.exit_code is None:
-        return False, f"killed by {_signal_name(out.signal)}" + _output(out)
+        return False, f"killed by {signal_name(out.signal)}" + _output(out)
     if out.exit_code != rule.exit_code:
         return False, f"exit code {out.exit_code}, expected {rule.exit_code}" + _output(out)
     if rule.stdout is not None:
@@ -400,7 +400,8 @@ def _command(rule: Rule, out: CommandOutcome) -> tuple[bool, str]:
     return True, f"exit code {out.exit_code}"
 
 
-def _signal_name(number: int | None) -> str:
+def signal_name(number: int | None) -> str:
+    """A signal in words: ``signal 9 (SIGKILL)``."""
     if number is None:
         return "a signal"
     try:

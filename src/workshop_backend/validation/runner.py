@@ -147,7 +147,7 @@ class Validator:
     def stop(self) -> None:
         """Kill the process groups of all running commands (at shutdown)."""
         for pid, transport in list(self._running_groups.items()):
-            _kill_group(pid, transport)
+            kill_group(pid, transport)
 
     # --- the evaluation ----------------------------------------------------------
 
@@ -227,7 +227,7 @@ class Validator:
         def on_exit() -> None:
             # Whatever the command left running in the background goes too
             # (and with it, the pipes it would otherwise hold open).
-            _kill_group(pid, None)
+            kill_group(pid, None)
 
         def on_timeout() -> None:
             nonlocal timed_out
@@ -237,7 +237,7 @@ class Validator:
                 transport.loseConnection()
                 return
             timed_out = True
-            _kill_group(pid, transport)
+            kill_group(pid, transport)
             timers.append(self._clock.callLater(KILL_GRACE, transport.loseConnection))
 
         proto.on_exit = on_exit
@@ -361,7 +361,7 @@ def read_file(path: str, want_content: bool, cap: int) -> FileOutcome:
     return FileOutcome(path=path, exists=True, is_file=True, content=data[:cap], truncated=truncated, size=size)
 
 
-def _kill_group(pid: int, transport: IProcessTransport | None) -> None:
+def kill_group(pid: int, transport: IProcessTransport | None) -> None:
     """SIGKILL the process group led by ``pid``; the process itself if no group yet."""
     try:
         os.killpg(pid, signal.SIGKILL)

@@ -11,6 +11,7 @@ otherwise make a check that can never fail).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -22,7 +23,11 @@ MAX_TIMEOUT = 300.0
 
 
 class SpecError(ValueError):
-    """A validation spec that cannot be used; the message names the rule."""
+    """A validation spec that cannot be used; the message names the rule, ``rule`` its id (if it has one)."""
+
+    def __init__(self, message: str, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,13 @@ def parse_rule(raw: object, index: int) -> Rule:
     rule_id = raw.get("id")
     if not isinstance(rule_id, str) or not RULE_ID.match(rule_id):
         raise SpecError(f"{where}: 'id' must match [A-Za-z0-9][A-Za-z0-9._-]* (at most 64 characters)")
+    try:
+        return _parse_rule(raw, rule_id)
+    except SpecError as e:
+        raise SpecError(str(e), rule_id) from None
+
+
+def _parse_rule(raw: dict[str, Any], rule_id: str) -> Rule:
     where = f"rule '{rule_id}'"
     rtype = raw.get("type")
     if rtype not in _KEYS:
@@ -182,30 +194,51 @@ def _missing(where: str, key: str) -> int:
     raise SpecError(f"{where}: '{key}' is required")
 
 
-def parse_validation(raw: object) -> ValidationSpec:
-    """Parse a step's ``validation`` JSON value (already decoded)."""
+def _raise(error: SpecError) -> None:
+    raise error
+
+
+def parse_validation(raw: object, report: Callable[[SpecError], None] = _raise) -> ValidationSpec:
+    """Parse a step's ``validation`` JSON value (already decoded).
+
+    Every fault goes to ``report``: by default it raises (the first fault
+    stops), the check command's collects and returns, and parsing goes on
+    without the faulty part (a bad rule is left out, a bad ``watch`` is
+    none), so one run finds every fault of a step.
+    """
     if not isinstance(raw, dict):
-        raise SpecError("validation must be a JSON object")
+        report(SpecError("validation must be a JSON object"))
+        return ValidationSpec()
     unknown = sorted(set(raw) - {"gate", "watch", "rules"})
     if unknown:
-        raise SpecError(f"unknown key(s) in validation: {', '.join(unknown)}")
+        report(SpecError(f"unknown key(s) in validation: {', '.join(unknown)}"))
     gate = raw.get("gate", False)
     if not isinstance(gate, bool):
-        raise SpecError("'gate' must be true or false")
+        report(SpecError("'gate' must be true or false"))
+        gate = False
     watch = raw.get("watch")
     if watch is not None and (isinstance(watch, bool) or not isinstance(watch, (int, float)) or not 1 <= watch <= 3600):
-        raise SpecError("'watch' must be a number of seconds from 1 to 3600, or absent")
+        report(SpecError("'watch' must be a number of seconds from 1 to 3600, or absent"))
+        watch = None
     rules_raw = raw.get("rules", [])
     if not isinstance(rules_raw, list):
-        raise SpecError("'rules' must be a JSON array")
-    rules = tuple(parse_rule(r, i) for i, r in enumerate(rules_raw))
+        report(SpecError("'rules' must be a JSON array"))
+        rules_raw = []
+    rules: list[Rule] = []
     seen: set[str] = set()
-    for rule in rules:
+    for index, rule_raw in enumerate(rules_raw):
+        try:
+            rule = parse_rule(rule_raw, index)
+        except SpecError as e:
+            report(e)
+            continue
         if rule.id in seen:
-            raise SpecError(f"rule '{rule.id}': the id is used twice")
+            report(SpecError(f"rule '{rule.id}': the id is used twice", rule.id))
+            continue
         seen.add(rule.id)
-    if gate and not rules:
-        raise SpecError("'gate' is true but there are no rules")
-    if watch is not None and not rules:
-        raise SpecError("'watch' is set but there are no rules")
-    return ValidationSpec(gate=gate, watch=float(watch) if watch is not None else None, rules=rules)
+        rules.append(rule)
+    if gate and not rules_raw:
+        report(SpecError("'gate' is true but there are no rules"))
+    if watch is not None and not rules_raw:
+        report(SpecError("'watch' is set but there are no rules"))
+    return ValidationSpec(gate=gate, watch=float(watch) if watch is not None else None, rules=tuple(rules))

@@ -5,9 +5,11 @@ building a workshop first, and authors get a worked example: ``python -m
 workshop_backend.workshop.demo OUT.sqlite`` writes the same file for them to open.
 
 The content lives as package data in ``workshop_backend/workshop/demo/``: one
-``NN-stepid.md`` per step (``NN`` is the 1-based position) and
+``NN-stepid.md`` per step (``NN`` is the 1-based position),
 ``workshop.json`` holding the workshop row and, per step, its title,
-validation and hints.  It is read with :mod:`importlib.resources`, so it works
+validation, hints and setup scripts, and the files it lists as assets
+(``images/page.svg``).  It uses the optional parts of format 1 (contract
+section 3.1), so authors see them at work.  It is read with :mod:`importlib.resources`, so it works
 from an installed wheel as well as from a checkout.
 
 Every step runs in the same image (:data:`DEMO_IMAGE_TAG`), so navigation
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from workshop_backend.support.files import replace_atomically
-from workshop_backend.workshop.distribution import FORMAT_VERSION, format_sql
+from workshop_backend.workshop.distribution import FORMAT_VERSION, format_sql, optional_format_sql
 
 DEMO_IMAGE_TAG = "workshop-demo"
 """The image every demo step runs in."""
@@ -55,6 +57,7 @@ class DemoStep:
     markdown: str
     validation: dict[str, Any]
     hints: tuple[str, ...]
+    setup: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class DemoWorkshop:
     description: str
     navigation: str
     steps: tuple[DemoStep, ...]
+    assets: tuple[tuple[str, str, bytes], ...]
+    """(path, media type, bytes), in the order ``workshop.json`` lists them."""
 
 
 def content_root() -> Traversable:
@@ -98,8 +103,17 @@ def load_demo(root: Traversable | None = None) -> DemoWorkshop:
                     markdown=(root / name).read_text(encoding="utf-8"),
                     validation=dict(step.get("validation", {})),
                     hints=tuple(step.get("hints", [])),
+                    setup=dict(step.get("setup", {})),
                 )
             )
+        assets = tuple(
+            (
+                _text(asset["path"], "an asset path"),
+                _text(asset["media_type"], "an asset's media_type"),
+                (root / asset["file"]).read_bytes(),
+            )
+            for asset in raw.get("assets", [])
+        )
         return DemoWorkshop(
             id=_text(row["id"], "workshop.id"),
             title=_text(row["title"], "workshop.title"),
@@ -107,6 +121,7 @@ def load_demo(root: Traversable | None = None) -> DemoWorkshop:
             description=str(row.get("description", "")),
             navigation=str(row.get("navigation", "linear")),
             steps=tuple(steps),
+            assets=assets,
         )
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DemoContentError(f"demo content unreadable: {e!r}") from None
@@ -114,6 +129,7 @@ def load_demo(root: Traversable | None = None) -> DemoWorkshop:
 
 def _fill(conn: sqlite3.Connection, demo: DemoWorkshop) -> None:
     conn.executescript(format_sql())
+    conn.executescript(optional_format_sql())
     conn.execute("BEGIN")
     conn.execute(
         "INSERT INTO workshop (id, title, version, description, navigation) VALUES (?, ?, ?, ?, ?)",
@@ -125,13 +141,15 @@ def _fill(conn: sqlite3.Connection, demo: DemoWorkshop) -> None:
             (step.id, position, step.title, step.markdown, DEMO_IMAGE_TAG),
         )
         conn.execute(
-            "INSERT INTO step_metadata (step_id, validation, hints) VALUES (?, ?, ?)",
+            "INSERT INTO step_metadata (step_id, validation, hints, setup) VALUES (?, ?, ?, ?)",
             (
                 step.id,
                 json.dumps(step.validation, ensure_ascii=False),
                 json.dumps(list(step.hints), ensure_ascii=False),
+                json.dumps(step.setup, ensure_ascii=False),
             ),
         )
+    conn.executemany("INSERT INTO assets (path, media_type, data) VALUES (?, ?, ?)", demo.assets)
     conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
     conn.execute("COMMIT")
 
@@ -139,7 +157,7 @@ def _fill(conn: sqlite3.Connection, demo: DemoWorkshop) -> None:
 def fingerprint(demo: DemoWorkshop) -> str:
     """What the demo file is made of: its content, the format and the SQLite library that writes it."""
     digest = hashlib.sha256()
-    for part in (format_sql(), sqlite3.sqlite_version, repr(demo)):
+    for part in (format_sql(), optional_format_sql(), sqlite3.sqlite_version, repr(demo)):
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()

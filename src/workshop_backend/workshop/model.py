@@ -6,10 +6,14 @@ the API, the navigation rules and the validator; nothing here does I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 from workshop_backend.validation.spec import ValidationSpec
+from workshop_backend.workshop.assets import Asset
+from workshop_backend.workshop.setup import SetupSpec
 
 Navigation = Literal["linear", "free"]
 Phase = Literal["ready", "transitioning", "completed"]
@@ -20,7 +24,7 @@ StatusPhase = Literal["starting", "ready", "transitioning", "completed"]
 
 @dataclass(frozen=True)
 class Step:
-    """One step: its content, the image it runs in, its checks and hints."""
+    """One step: its content, the image it runs in, its checks, hints and setup scripts."""
 
     id: str
     position: int
@@ -29,6 +33,7 @@ class Step:
     image_tag: str
     validation: ValidationSpec
     hints: tuple[str, ...]
+    setup: SetupSpec = field(default_factory=SetupSpec)
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class Workshop:
     description: str
     navigation: Navigation
     steps: tuple[Step, ...]
+    assets: Mapping[str, Asset] = field(default_factory=lambda: MappingProxyType({}))
+    """By path; empty for a distribution without the optional ``assets`` table."""
 
     def step(self, step_id: str) -> Step | None:
         """The step with this id, or None."""
