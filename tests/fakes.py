@@ -10,7 +10,7 @@ from typing import Any, cast
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
-from workshop_backend.application.runtime import WorkshopRuntime
+from workshop_backend.application.runtime import Collaborators, WorkshopRuntime
 from workshop_backend.content.renderer import CachedRenderer
 from workshop_backend.http.assets import asset_url
 from workshop_backend.http.views import event_data
@@ -73,14 +73,16 @@ def open_runtime(
                 distribution.workshop,
                 store,
                 container_step=container,
-                clock=clock,
-                renderer=CachedRenderer(distribution.workshop.assets, asset_url),
-                hub=hub if hub is not None else RecordingHub(),
-                checker=checker if checker is not None else FakeChecker(clock),
-                terminal=terminal if terminal is not None else FakeTerminal(),
-                watch_active=watch_active,
-                setup_runner=setup_runner,
-                assets=assets,
+                using=Collaborators(
+                    clock=clock,
+                    renderer=CachedRenderer(distribution.workshop.assets, asset_url),
+                    hub=hub if hub is not None else RecordingHub(),
+                    checker=checker if checker is not None else FakeChecker(clock),
+                    terminal=terminal if terminal is not None else FakeTerminal(),
+                    watch_active=watch_active,
+                    setup_runner=setup_runner,
+                    assets=assets,
+                ),
             )
         )
     )

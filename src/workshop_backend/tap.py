@@ -119,7 +119,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
     from twisted.internet.defer import Deferred
     from twisted.internet.endpoints import serverFromString
 
-    from workshop_backend.application.runtime import WorkshopRuntime
+    from workshop_backend.application.runtime import Collaborators, WorkshopRuntime
     from workshop_backend.content.renderer import CachedRenderer
     from workshop_backend.http.api import Api
     from workshop_backend.http.assets import asset_url
@@ -197,22 +197,18 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         metrics.count_open_terminals(lambda: len(bridge.connections))
 
     def open_runtime(store: Store) -> Deferred[WorkshopRuntime]:
-        return Deferred.fromCoroutine(
-            WorkshopRuntime.open(
-                workshop,
-                store,
-                container_step=settings.step,
-                clock=reactor,
-                renderer=renderer,
-                hub=hub,
-                checker=validator,
-                terminal=supervisor,
-                watch_active=lambda: hub.subscriber_count > 0,
-                metrics=metrics,
-                setup_runner=setup_runner,
-                assets=AssetStore(store.path) if workshop.assets else None,
-            )
+        using = Collaborators(
+            clock=reactor,
+            renderer=renderer,
+            hub=hub,
+            checker=validator,
+            terminal=supervisor,
+            watch_active=lambda: hub.subscriber_count > 0,
+            metrics=metrics,
+            setup_runner=setup_runner,
+            assets=AssetStore(store.path) if workshop.assets else None,
         )
+        return Deferred.fromCoroutine(WorkshopRuntime.open(workshop, store, container_step=settings.step, using=using))
 
     backend = BackendService(settings, reactor)
     backend.on_stop.append(validator.stop)

@@ -171,6 +171,22 @@ class StepProgress:
     hints_revealed: int
 
 
+@dataclass(frozen=True)
+class Collaborators:
+    """What a runtime works with besides its workshop and working copy (the wiring decides)."""
+
+    clock: IReactorTime
+    renderer: Renderer
+    hub: Publisher
+    checker: Checker
+    terminal: Terminal
+    watch_active: Callable[[], bool] = lambda: True
+    """Whether anyone watches (the event stream has a subscriber): watch runs only then."""
+    metrics: RuntimeMetrics | None = None
+    setup_runner: ScriptRunner | None = None
+    assets: AssetReader | None = None
+
+
 class WorkshopRuntime:
     """One student's run through one workshop, inside one container."""
 
@@ -184,15 +200,7 @@ class WorkshopRuntime:
         *,
         started_at: str,
         container_step: Step,
-        clock: IReactorTime,
-        renderer: Renderer,
-        hub: Publisher,
-        checker: Checker,
-        terminal: Terminal,
-        watch_active: Callable[[], bool] = lambda: True,
-        metrics: RuntimeMetrics | None = None,
-        setup_runner: ScriptRunner | None = None,
-        assets: AssetReader | None = None,
+        using: Collaborators,
     ) -> None:
         """Use :meth:`open`, which reads ``position`` and ``started_at`` from the working copy."""
         self.workshop = workshop
@@ -200,13 +208,13 @@ class WorkshopRuntime:
         self.position = position
         self.started_at = started_at
         self.container_step = container_step
-        self.clock = clock
-        self.renderer = renderer
-        self.hub = hub
-        self.checker = checker
-        self.terminal = terminal
-        self.watch_active = watch_active
-        self.metrics: RuntimeMetrics = metrics if metrics is not None else _NoMetrics()
+        self.clock = using.clock
+        self.renderer = using.renderer
+        self.hub = using.hub
+        self.checker = using.checker
+        self.terminal = using.terminal
+        self.watch_active = using.watch_active
+        self.metrics: RuntimeMetrics = using.metrics if using.metrics is not None else _NoMetrics()
         self._lock = DeferredLock()
         self._running: dict[str, list[Deferred[Result]]] = {}
         self._watch: LoopingCall | None = None
@@ -214,25 +222,12 @@ class WorkshopRuntime:
         self.disk_full = False
         """A write failed for lack of space (or took the reserve); cleared once the reserve is back."""
         self._disk_retry: LoopingCall | None = None
-        self.assets = assets
-        self.setup = StepSetup(workshop, store, setup_runner, clock=clock, on_change=self._setup_changed)
+        self.assets = using.assets
+        self.setup = StepSetup(workshop, store, using.setup_runner, clock=using.clock, on_change=self._setup_changed)
 
     @classmethod
     async def open(
-        cls,
-        workshop: Workshop,
-        store: Store,
-        *,
-        container_step: str,
-        clock: IReactorTime,
-        renderer: Renderer,
-        hub: Publisher,
-        checker: Checker,
-        terminal: Terminal,
-        watch_active: Callable[[], bool] = lambda: True,
-        metrics: RuntimeMetrics | None = None,
-        setup_runner: ScriptRunner | None = None,
-        assets: AssetReader | None = None,
+        cls, workshop: Workshop, store: Store, *, container_step: str, using: Collaborators
     ) -> WorkshopRuntime:
         """Take the working copy into use: restore the position from it, start watching, set up, say so."""
         container = workshop.step(container_step) or workshop.steps[0]
@@ -248,24 +243,9 @@ class WorkshopRuntime:
                 target_step=position.target,
                 phase=position.phase,
                 completed=(),
-                now=rfc3339(clock.seconds()),
+                now=rfc3339(using.clock.seconds()),
             )
-        runtime = cls(
-            workshop,
-            store,
-            position,
-            started_at=row.started_at,
-            container_step=container,
-            clock=clock,
-            renderer=renderer,
-            hub=hub,
-            checker=checker,
-            terminal=terminal,
-            watch_active=watch_active,
-            metrics=metrics,
-            setup_runner=setup_runner,
-            assets=assets,
-        )
+        runtime = cls(workshop, store, position, started_at=row.started_at, container_step=container, using=using)
         try:
             reserved = await store.restore_reserve()
         except OSError as e:  # not fatal: saving works without a reserve, just with less to fall back on
