@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 from treq.testing import StubTreq
 from twisted.internet import reactor
@@ -25,9 +25,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
+from tests.fakes import as_reactor
 from workshop_backend.validation import runner
 from workshop_backend.validation.evaluate import RuleResult, ValidationResult
-from workshop_backend.validation.runner import Validator
+from workshop_backend.validation.runner import HttpClient, Validator
 from workshop_backend.validation.spec import ValidationSpec, parse_validation
 
 REACTOR: Any = reactor
@@ -500,7 +501,7 @@ class PortTimeoutTests(SynchronousTestCase):
     def test_timeout(self) -> None:
         """The deadline cancels the attempt and the detail says it timed out."""
         memory = MemoryReactorClock()
-        validator = Validator(memory, cwd="/", env={}, clock=memory)
+        validator = Validator(as_reactor(memory), cwd="/", env={}, clock=memory)
         d = validator.run("s", spec({"type": "port", "port": 5432, "host": "10.0.0.1", "timeout": 3}))
         self.assertNoResult(d)
         memory.advance(3)
@@ -513,7 +514,8 @@ class HttpStubTests(SynchronousTestCase):
     """HTTP rules against StubTreq (in memory, no sockets)."""
 
     def validator(self, resource: Resource, clock: Clock | None = None) -> Validator:
-        return Validator(MemoryReactorClock(), cwd="/", env={}, http_request=StubTreq(resource), clock=clock)
+        client = cast(HttpClient, StubTreq(resource))
+        return Validator(as_reactor(MemoryReactorClock()), cwd="/", env={}, http_request=client, clock=clock)
 
     def check(self, resource: Resource, **rule: object) -> RuleResult:
         d = self.validator(resource).run("s", spec({"type": "http", "url": "http://app.test/", **rule}))

@@ -20,13 +20,13 @@ Only a deadline that expires aborts a connection.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import stat
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
 
-from treq.client import HTTPClient
 from twisted.internet import defer, error
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
@@ -44,19 +44,9 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
-from twisted.web.client import (
-    Agent,
-    HTTPConnectionPool,
-    RequestGenerationFailed,
-    RequestTransmissionFailed,
-    ResponseDone,
-    ResponseFailed,
-    ResponseNeverReceived,
-)
-from twisted.web.error import SchemeNotSupported
-from twisted.web.http import PotentialDataLoss
 
 from workshop_backend.support import childexec
+from workshop_backend.support.reactor import IBackendReactor
 from workshop_backend.validation.evaluate import (
     CommandOutcome,
     FileOutcome,
@@ -115,22 +105,20 @@ class Validator:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IBackendReactor,
         *,
         cwd: str,
         env: Mapping[str, str],
-        http_request: Any = None,
+        http_request: HttpClient | None = None,
         clock: IReactorTime | None = None,
     ) -> None:
         self._reactor = reactor
         self._clock: IReactorTime = clock if clock is not None else IReactorTime(reactor)
         self._cwd = cwd
         self._env = dict(env)
-        if http_request is None:
-            pool = HTTPConnectionPool(reactor, persistent=False)
-            agent = Agent(reactor, pool=pool)
-            http_request = cast(HttpClient, HTTPClient(agent))
-        self._http: HttpClient = http_request
+        # treq and Twisted's HTTP client are imported with the first http
+        # rule, not at start (most steps have none).
+        self._http: HttpClient | None = http_request
         self._running_groups: dict[int, IProcessTransport] = {}
 
     # --- public ------------------------------------------------------------------
@@ -301,17 +289,27 @@ class Validator:
             except NotImplementedError:
                 # A build without TLS (the lean bundle): Twisted's agent cannot speak https.
                 return HttpOutcome(error="https:// cannot be checked: this build has no TLS support")
-            except _HTTP_ERRORS as e:
+            except _http_errors() as e:
                 if deadline.expired:
                     return HttpOutcome(timed_out=True)
                 if isinstance(e, defer.CancelledError):
                     raise
                 return HttpOutcome(error=_http_error(e))
 
+    def _client(self) -> HttpClient:
+        """The HTTP client: treq without persistent connections, made (and imported) on first use."""
+        if self._http is None:
+            from treq.client import HTTPClient
+            from twisted.web.client import Agent, HTTPConnectionPool
+
+            pool = HTTPConnectionPool(self._reactor, persistent=False)
+            self._http = cast(HttpClient, HTTPClient(Agent(self._reactor, pool=pool)))
+        return self._http
+
     async def _fetch(self, url: str) -> HttpOutcome:
         # The deadline is ours (the injected clock's), not treq's ``timeout``
         # (which would use the global reactor and cover only the headers).
-        response = await self._http.get(
+        response = await self._client().get(
             url,
             allow_redirects=False,
             unbuffered=True,
@@ -377,18 +375,28 @@ def kill_group(pid: int, transport: IProcessTransport | None) -> None:
             pass
 
 
-_HTTP_ERRORS = (
-    defer.CancelledError,
-    error.ConnectingCancelledError,
-    error.ConnectError,
-    error.DNSLookupError,
-    ResponseFailed,
-    ResponseNeverReceived,
-    RequestTransmissionFailed,
-    RequestGenerationFailed,
-    SchemeNotSupported,
-)
-"""How treq and the agent say that a GET did not get an answer."""
+@functools.cache
+def _http_errors() -> tuple[type[Exception], ...]:
+    """How treq and the agent say that a GET did not get an answer."""
+    from twisted.web.client import (
+        RequestGenerationFailed,
+        RequestTransmissionFailed,
+        ResponseFailed,
+        ResponseNeverReceived,
+    )
+    from twisted.web.error import SchemeNotSupported
+
+    return (
+        defer.CancelledError,
+        error.ConnectingCancelledError,
+        error.ConnectError,
+        error.DNSLookupError,
+        ResponseFailed,
+        ResponseNeverReceived,
+        RequestTransmissionFailed,
+        RequestGenerationFailed,
+        SchemeNotSupported,
+    )
 
 
 class _Deadline:
@@ -433,6 +441,9 @@ def _http_error(e: Exception) -> str:
         inner = reasons[0].value
         if isinstance(inner, error.ConnectError):
             return _connect_error(inner)
+        from twisted.web.client import ResponseDone
+        from twisted.web.http import PotentialDataLoss
+
         if isinstance(inner, ResponseDone | PotentialDataLoss):
             return "the connection closed before a complete answer"
         return f"{type(inner).__name__}: {inner}"
