@@ -2,9 +2,10 @@
 
 The bundle is ``sys.executable`` when frozen, so
 :func:`workshop_backend.support.childexec.wrap` re-runs the bundle itself
-with ``--childexec`` to exec ttyd and validation commands.  That start is on
-the path to readiness (ttyd cannot start before it), so it is dispatched here
-before anything else is imported.
+with ``--childexec`` to exec ttyd and validation commands, and with
+``--render`` to render the steps' markdown out of the daemon.  Both are
+dispatched here before anything else is imported (the first is on the path
+to readiness: ttyd cannot start before it).
 """
 
 import sys
@@ -13,6 +14,10 @@ if len(sys.argv) > 1 and sys.argv[1] == "--childexec":
     from workshop_backend.support.childexec import run
 
     sys.exit(run(sys.argv[2:]))
+if sys.argv[1:] == ["--render"]:  # the render child (content.renderer.ProcessRenderer)
+    from workshop_backend.content.renderchild import main as render
+
+    sys.exit(render())
 
 # After the --childexec fast path, on purpose.
 from workshop_backend.main import main

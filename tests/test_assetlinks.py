@@ -9,7 +9,9 @@ HTML included.
 from __future__ import annotations
 
 import re
+from typing import cast
 
+from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from workshop_backend.content.assetlinks import AssetLinks, Reference
@@ -160,8 +162,8 @@ class HintAndCacheTests(SynchronousTestCase):
 
         step = Step("s", 0, "S", "![a](images/arch.png)", "img", ValidationSpec(), ("![h](logo.svg)",))
         renderer = CachedRenderer(ASSETS, asset_url)
-        self.assertIn(ARCH_URL, renderer.step(step))
-        self.assertIn("/assets/" + "b" * 64 + "/logo.svg", renderer.hint(step, 0))
+        self.assertIn(ARCH_URL, self.successResultOf(renderer.step(step)))
+        self.assertIn("/assets/" + "b" * 64 + "/logo.svg", self.successResultOf(renderer.hint(step, 0)))
 
     def test_text_that_cannot_render(self) -> None:
         """A list nested 3000 deep makes Python-Markdown recurse too far: the daemon shows it as text
@@ -171,10 +173,16 @@ class HintAndCacheTests(SynchronousTestCase):
 
         text = "- " * 3000 + "<b>x</b>"
         step = Step("s", 0, "S", text, "img", ValidationSpec(), ())
-        html = CachedRenderer(ASSETS, asset_url).step(step)
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        html = self.successResultOf(CachedRenderer(ASSETS, asset_url).step(step))
         self.assertTrue(html.startswith("<p><strong>This text could not be formatted"), html[:100])
         self.assertIn("&lt;b&gt;x&lt;/b&gt;", html)
-        self.assertEqual(len(self.flushLoggedErrors(RecursionError)), 1)
+        problems = [str(e.get("problem")) for e in events if e.get("log_level") == LogLevel.error]
+        self.assertEqual(len(problems), 1, events)
+        self.assertTrue(problems[0].startswith("RecursionError"), problems)
         # The failure does not poison the thread's renderer for the next text.
         self.assertEqual(render_markdown("*fine*"), "<p><em>fine</em></p>")
 

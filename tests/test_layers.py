@@ -95,5 +95,5 @@ class LayerTests(SynchronousTestCase):
         """The check is not vacuous: it finds the runtime's imports, function-level ones too."""
         runtime = imports(PACKAGE / "application" / "runtime.py")
         self.assertIn("workshop_backend.state.store", runtime)
-        renderer = imports(PACKAGE / "content" / "renderer.py")
-        self.assertIn("workshop_backend.content.render", renderer)
+        texts = imports(PACKAGE / "content" / "texts.py")
+        self.assertIn("workshop_backend.content.render", texts)

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 from twisted.internet import reactor
@@ -224,11 +225,13 @@ class SweepTests(RunnerTestCase):
     def test_only_marked(self) -> None:
         """A marked process is killed, an unmarked one (and we ourselves) left alone."""
         env = {"PATH": os.environ.get("PATH", "/bin:/usr/bin")}
-        marked = subprocess.Popen(["sleep", "300"], env={**env, RUN_MARK: "mark-1"})
-        other = subprocess.Popen(["sleep", "300"], env={**env, RUN_MARK: "mark-2"})
+        # Marks of this run only: another run of the suite on the machine has its own.
+        mine, theirs = f"mark-{uuid.uuid4().hex}", f"mark-{uuid.uuid4().hex}"
+        marked = subprocess.Popen(["sleep", "300"], env={**env, RUN_MARK: mine})
+        other = subprocess.Popen(["sleep", "300"], env={**env, RUN_MARK: theirs})
         self.addCleanup(other.wait)
         self.addCleanup(other.kill)
-        self.assertEqual(sweep("mark-1", os.getpid()), 1)
+        self.assertEqual(sweep(mine, os.getpid()), 1)
         self.assertEqual(marked.wait(timeout=30), -9)
         self.assertIsNone(other.poll())
         self.assertEqual(sweep("no-such-mark", os.getpid()), 0)

@@ -45,6 +45,10 @@ def run(argv: Sequence[str], *, stdout: TextIO = sys.stdout, stderr: TextIO = sy
         from workshop_backend.support import childexec
 
         return childexec.run(argv[1:])
+    if list(argv) == ["--render"]:
+        from workshop_backend.content.renderchild import main as render
+
+        return render()
     if list(argv) == ["--version"]:
         from workshop_backend import __version__
 

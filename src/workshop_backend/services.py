@@ -224,9 +224,8 @@ class WorkingCopyService(Service):
         self.runtime = await self.open_runtime(self.store)
         for opened in self.on_opened:
             opened(self.runtime)
-        # Render every step in a thread now, not in front of the first student request.
-        warm = deferToThreadPool(self.reactor, pool, self.warm)
-        warm.addErrback(lambda f: self.log.failure("rendering the steps failed", f))
+        # Render every step now (in a child process), not in front of the first student request.
+        self.warm()
 
     def _failed(self, failure: Failure) -> None:
         if failure.check(DistributionError):

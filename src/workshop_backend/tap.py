@@ -120,7 +120,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
     from twisted.internet.endpoints import serverFromString
 
     from workshop_backend.application.runtime import Collaborators, WorkshopRuntime
-    from workshop_backend.content.renderer import CachedRenderer
+    from workshop_backend.content.renderer import ProcessRenderer
     from workshop_backend.http.api import Api
     from workshop_backend.http.assets import asset_url
     from workshop_backend.http.events import EventHub, EventStreamResource
@@ -178,7 +178,8 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
     hub = EventHub(serialize=event_data)
     validator = Validator(reactor, cwd=settings.workdir, env=environ)
     setup_runner = SetupRunner(reactor, cwd=settings.workdir, env=environ, log_dir=settings.state_dir / "setup")
-    renderer = CachedRenderer(workshop.assets, asset_url)
+    # Every step and hint rendered in a child process: the markdown stack never lives in the daemon.
+    renderer = ProcessRenderer(reactor, workshop, asset_url=asset_url)
     guard = Guard(
         auth=settings.auth,
         token=settings.token,
@@ -212,9 +213,10 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
 
     backend = BackendService(settings, reactor)
     backend.on_stop.append(validator.stop)
+    backend.on_stop.append(renderer.stop)
     backend.on_stop.append(setup_runner.stop)
     working_copy = WorkingCopyService(
-        settings, reactor, open_runtime=open_runtime, warm=lambda: renderer.warm(workshop), on_fatal=backend.fail
+        settings, reactor, open_runtime=open_runtime, warm=renderer.start, on_fatal=backend.fail
     )
     readiness = ReadinessProbe(working_copy, supervisor, missing_ttyd)
     events = EventStreamResource(

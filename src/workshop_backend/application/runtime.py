@@ -95,11 +95,11 @@ class Terminal(Protocol):
 
 
 class Renderer(Protocol):
-    """Step and hint markdown to safe HTML (cached by the implementation)."""
+    """Step and hint markdown to safe HTML (rendered once by the implementation, maybe elsewhere)."""
 
-    def step(self, step: Step) -> str: ...
+    def step(self, step: Step) -> Deferred[str]: ...
 
-    def hint(self, step: Step, index: int) -> str: ...
+    def hint(self, step: Step, index: int) -> Deferred[str]: ...
 
 
 class AssetReader(Protocol):
@@ -359,13 +359,13 @@ class WorkshopRuntime:
         """Every step's status in the step list (``GET /api/v1/workshop``)."""
         return step_statuses(self.workshop, self.position)
 
-    def step(self, step_id: str) -> StepView:
+    async def step(self, step_id: str) -> StepView:
         """A step with its rendered HTML and its neighbours."""
         step = self._step(step_id)
         steps = self.workshop.steps
         return StepView(
             step=step,
-            html=self.renderer.step(step),
+            html=await self.renderer.step(step),
             previous=steps[step.position - 1].id if step.position > 0 else None,
             next=steps[step.position + 1].id if step.position + 1 < len(steps) else None,
         )
@@ -382,14 +382,14 @@ class WorkshopRuntime:
         if step_statuses(self.workshop, self.position)[step.id] == "locked":
             raise Refused("step_locked", f"Step {step_id!r} is locked: this workshop goes in order.")
         await self._saved(lambda: self.store.reveal_hint(step.id, index, self.now()))
-        return self.renderer.hint(step, index)
+        return await self.renderer.hint(step, index)
 
     async def hint(self, step_id: str, index: int) -> str:
         """A hint revealed before (a reload shows it again): reading it changes nothing."""
         step = self._hint_step(step_id, index)
         if not await self.store.hint_revealed(step.id, index):
             raise Refused("hint_not_revealed", f"Hint {index} of step {step_id!r} has not been revealed yet.")
-        return self.renderer.hint(step, index)
+        return await self.renderer.hint(step, index)
 
     async def progress(self) -> list[StepProgress]:
         """Every step's progress, in order."""

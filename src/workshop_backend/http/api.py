@@ -31,7 +31,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 from zope.interface import implementer
 
-from workshop_backend.application.runtime import STATE_VALUE_MAX, Status, WorkshopRuntime
+from workshop_backend.application.runtime import STATE_VALUE_MAX, Status, StepView, WorkshopRuntime
 from workshop_backend.http import views
 from workshop_backend.http.assets import AssetResource
 from workshop_backend.http.errors import ApiError, api_error, encode, write_error, write_json
@@ -280,13 +280,18 @@ class Api:
         return write_json(request, views.workshop_body(runtime.workshop, runtime.step_statuses()))
 
     @app.route("/api/v1/steps/<string:step_id>", methods=["GET"])
-    def step(self, request: IRequest, step_id: str) -> bytes:
+    def step(self, request: IRequest, step_id: str) -> bytes | Deferred[bytes]:
         """One step's content, rendered (and encoded once: a step never changes)."""
         runtime = self._runtime()
         body = self._steps.get(step_id)
-        if body is None:
-            body = self._steps[step_id] = encode(views.step_body(runtime.step(step_id)))
-        return write_json(request, None, encoded=body)
+        if body is not None:
+            return write_json(request, None, encoded=body)
+
+        def encoded(view: StepView) -> bytes:
+            body = self._steps[step_id] = encode(views.step_body(view))
+            return write_json(request, None, encoded=body)
+
+        return Deferred.fromCoroutine(runtime.step(step_id)).addCallback(encoded)
 
     @app.route("/api/v1/steps/<string:step_id>/hints/<int:index>", methods=["GET"])
     async def hint(self, request: IRequest, step_id: str, index: int) -> bytes:
