@@ -11,3 +11,4 @@
   and as the fallback (``CachedRenderer``).
 - :mod:`~workshop_backend.content.renderchild`: the render child (stdin to
   stdout, no Twisted).
+"""
