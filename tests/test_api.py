@@ -17,7 +17,7 @@ from twisted.web.static import Data
 
 from tests import distributions
 from tests.distributions import StepDef, file_rule
-from tests.fakes import FakeChecker, FakeTerminal, RecordingHub, SyncPool, open_runtime, working_copy
+from tests.fakes import FakeChecker, FakeTerminal, FakeTerminals, RecordingHub, SyncPool, open_runtime, working_copy
 from workshop_backend.http.api import Api, parse_navigation
 from workshop_backend.http.errors import ApiError
 from workshop_backend.http.security import Guard, content_security_policy
@@ -51,6 +51,7 @@ class Harness:
         self.hub = RecordingHub()
         self.checker = FakeChecker(self.clock)
         self.terminal = FakeTerminal()
+        self.terminals = FakeTerminals()
         self.distribution, self.container = distribution, container
         if static_dir is None:
             static_dir = Path(case.mktemp())
@@ -62,6 +63,7 @@ class Harness:
             index_html=lambda: b"<!doctype html><title>ui</title>",
             static=static_resource(static_dir),
             terminal=Data(b"terminal", "text/plain"),
+            terminals=self.terminals,
             events=Data(b"events", "text/plain"),
         )
         if open_runtime:

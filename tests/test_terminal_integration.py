@@ -242,8 +242,10 @@ class TerminalIntegrationTests(TestCase):
         yield term.wait_for(rb"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
         term.transport.pauseProducing()
         [proto] = self.bridge.connections
-        yield poll_until(proto.paused, "the bridge to pause reading from ttyd")
-        upstream = proto.upstream
+        session = proto.session
+        assert session is not None
+        yield poll_until(lambda: session.paused, "the bridge to pause reading from ttyd")
+        upstream = session.upstream
         assert upstream is not None
         # The kernel's socket buffers take a few MB before the stall is complete: wait until
         # ttyd's leg has not read a byte for 10 polls in a row, watching the bridge's buffers.
@@ -256,12 +258,12 @@ class TerminalIntegrationTests(TestCase):
             return len(history) > 10 and history[-1] == history[-11]
 
         yield poll_until(stalled, "ttyd's leg to stall")
-        self.assertTrue(proto.paused())
+        self.assertTrue(session.paused)
         # At most: 64 KiB in the browser's transport (Twisted pauses its producer
         # past that), COALESCE_MAX gathered, one read from ttyd.  Measured: 70-95 KB.
         self.assertLess(max(samples), 512 * 1024, samples)
         term.transport.resumeProducing()
-        yield poll_until(lambda: not proto.paused(), "the bridge to resume")
+        yield poll_until(lambda: not session.paused, "the bridge to resume")
         term.type("\x03")
         term.type("echo stopped-$((5*5))\r")
         yield term.wait_for(rb"stopped-25")

@@ -23,7 +23,7 @@ API.  They are all here, each behind a small function, and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientProtocol
@@ -128,6 +128,27 @@ def scan_data_frames(data: bytes) -> tuple[int, bool]:
             return pos, True
         pos = start + length
     return pos, False
+
+
+def frame_payloads(frames: bytes) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each frame's payload in ``frames``, a run :func:`scan_data_frames` accepted.
+
+    The terminal's sessions keep ttyd's output from the frames the fast
+    path forwards, without parsing them a second time into messages.
+    """
+    pos = 0
+    n = len(frames)
+    while pos < n:
+        length = frames[pos + 1] & 0x7F
+        start = pos + 2
+        if length == 126:
+            length = (frames[start] << 8) | frames[start + 1]
+            start += 2
+        elif length == 127:
+            length = int.from_bytes(frames[start : start + 8], "big")
+            start += 8
+        pos = start + length
+        yield start, pos
 
 
 class FastPathClient(WebSocketClientProtocol):
