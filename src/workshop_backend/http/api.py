@@ -32,7 +32,8 @@ from workshop_backend.application.runtime import STATE_VALUE_MAX, Status, Worksh
 from workshop_backend.http import views
 from workshop_backend.http.errors import ApiError, api_error, encode, write_error, write_json
 from workshop_backend.terminal.sessions import TerminalInfo
-from workshop_backend.workshop.errors import NotFound, Starting, WorkshopError
+from workshop_backend.workshop import errors as domain
+from workshop_backend.workshop.errors import Starting, WorkshopError
 from workshop_backend.workshop.navigation import NAVIGATION_ACTIONS, Action
 
 Readiness = Callable[[], tuple[bool, str]]
@@ -225,7 +226,7 @@ class Api:
     def terminal_end(self, request: IRequest, terminal_id: str) -> bytes:
         """The student closed a terminal's tab: end its shell."""
         if not self.terminals.end_terminal(terminal_id):
-            raise NotFound("terminal_not_found", "There is no such terminal (it may have ended already).")
+            raise domain.NotFound("unknown_terminal", "There is no such terminal (it may have ended already).")
         request.setResponseCode(204)
         return b""
 
