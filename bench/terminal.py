@@ -260,10 +260,12 @@ def serve(state_dir: str) -> None:
     root.putChild(b"terminal", bridge.resource)
     port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
 
+    announced: list[bool] = []
+
     def announce(status: dict[str, Any]) -> None:
-        if status["state"] == "running":
+        if status["state"] == "running" and not announced:
+            announced.append(True)
             print(port.getHost().port, flush=True)
-            supervisor.remove_listener(announce)
 
     supervisor.add_listener(announce)
     supervisor.startService()

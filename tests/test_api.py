@@ -28,12 +28,12 @@ from tests.fakes import (
     working_copy,
 )
 from workshop_backend.http.api import Api, parse_navigation
-from workshop_backend.terminal.sessions import TerminalInfo
 from workshop_backend.http.errors import ApiError
 from workshop_backend.http.security import Guard, content_security_policy
 from workshop_backend.http.site import GuardedResource, make_site
 from workshop_backend.http.static import static_resource
 from workshop_backend.state.store import Store
+from workshop_backend.terminal.sessions import TerminalInfo
 
 BASE = "http://127.0.0.1:8080"
 JSON = {"Content-Type": "application/json"}

@@ -29,7 +29,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Site
 
 from tests.fakes import as_reactor
-from workshop_backend.terminal.bridge import BrowserProtocol, TerminalBridge, UpstreamProtocol
+from workshop_backend.terminal.bridge import BrowserProtocol, TerminalBridge
 from workshop_backend.terminal.fastpath import (
     COALESCE_DELAY,
     COALESCE_MAX,
@@ -37,6 +37,7 @@ from workshop_backend.terminal.fastpath import (
     scan_data_frames,
     use_reactor_timers,
 )
+from workshop_backend.terminal.upstream import UpstreamProtocol
 
 
 def frame(payload: bytes, first: int = 0x82) -> bytes:

@@ -160,8 +160,12 @@ class Metrics:
         paused: Callable[[], int],
     ) -> None:
         """Read the terminal gauges at each scrape: terminals by state, bytes held, terminals held back."""
+
+        def count(state: str) -> Callable[[], float]:
+            return lambda: float(states().get(state, 0))
+
         for state in ("attached", "detached", "ended"):
-            self._sessions.labels(state=state).set_function(lambda state=state: float(states().get(state, 0)))
+            self._sessions.labels(state=state).set_function(count(state))
         self._buffered.set_function(lambda: float(buffered()))
         self._paused.set_function(lambda: float(paused()))
 

@@ -51,7 +51,12 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET
 
 from workshop_backend.support.reactor import IBackendReactor
-from workshop_backend.terminal.fastpath import cancel_close_timer, transport_buffered, unparsed_bytes, use_reactor_timers
+from workshop_backend.terminal.fastpath import (
+    cancel_close_timer,
+    transport_buffered,
+    unparsed_bytes,
+    use_reactor_timers,
+)
 from workshop_backend.terminal.sessions import (
     CLOSE_GOING_AWAY,
     CLOSE_GONE,
@@ -517,7 +522,7 @@ class TerminalBridge(Service):
                 d.callback(None)
 
     def stopService(self) -> Deferred[None]:
-        """End every terminal, closing browsers with 1001; fires once they are closed (dropped after the close timeout)."""
+        """End every terminal, closing browsers with 1001; fires once they are closed (or dropped, past the timeout)."""
         super().stopService()
         self.shutting_down = True
         self.close_all(CLOSE_GOING_AWAY, "backend shutting down")

@@ -115,10 +115,10 @@ class Replay:
 class OutputBuffer:
     """The most recent ``capacity`` bytes of a terminal's output, addressed by absolute offsets.
 
-    Chunks are kept as they came (ttyd's reads, about 4 KiB) and dropped
-    whole from the front, so the bytes held are at most ``capacity`` and at
-    least ``capacity`` minus one chunk.  ``capacity`` 0 keeps nothing (a
-    terminal without sessions) but still counts offsets.
+    Chunks are kept as they came (ttyd's reads, about 4 KiB); past the
+    capacity the oldest go, the last one cut to fit, so exactly
+    ``min(capacity, output so far)`` bytes are held.  ``capacity`` 0 keeps
+    nothing (a terminal without sessions) but still counts offsets.
     """
 
     def __init__(self, capacity: int = DEFAULT_BUFFER) -> None:
@@ -155,9 +155,15 @@ class OutputBuffer:
         self._chunks.append(data)
         self.size += n
         while self.size > self.capacity:
-            gone = self._chunks.popleft()
-            self.size -= len(gone)
-            self.start += len(gone)
+            excess = self.size - self.capacity
+            front = self._chunks[0]
+            if len(front) <= excess:
+                self._chunks.popleft()
+                excess = len(front)
+            else:
+                self._chunks[0] = front[excess:]
+            self.size -= excess
+            self.start += excess
 
     def read_from(self, offset: int | None) -> Replay:
         """What a page that has shown ``offset`` bytes has not seen (``None``: all that is held).

@@ -57,6 +57,7 @@ from workshop_backend.terminal.sessions import (
     OutputBuffer,
     Pace,
     TerminalInfo,
+    TerminalState,
     announcement,
     pong,
     resize_from_greeting,
@@ -76,7 +77,7 @@ class Client(Protocol):
 
     transport: Any
     state: int
-    peer: str
+    peer: str | None
     greeted: bool
 
     def sendMessage(self, payload: bytes, isBinary: bool) -> None: ...
@@ -597,7 +598,7 @@ class TerminalSession:
     def info(self) -> TerminalInfo:
         """What ``GET /api/v1/terminals`` shows of this terminal."""
         assert self.name is not None, "only named terminals are listed"
-        state = "ended" if self.ended is not None else "attached" if self.clients else "detached"
+        state: TerminalState = "ended" if self.ended is not None else "attached" if self.clients else "detached"
         timer = self._timer
         return TerminalInfo(
             id=self.name,
@@ -613,4 +614,3 @@ class TerminalSession:
             paused=self.paused,
             close_code=self.ended[0] if self.ended is not None else None,
         )
-
