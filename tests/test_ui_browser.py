@@ -445,7 +445,7 @@ class TerminalTests(BrowserTestCase):
             # A shell that exits with an error (close code 4000) says so, and also offers a new one.
             type_in_terminal(page, "exit 3")
             page.wait_for_selector('.term-tab[data-active="true"][data-state="exited"][data-close-code="4000"]')
-            self.assertIn("stopped with an error", page.locator(".term-overlay").inner_text())
+            self.assertIn("ended with an error", page.locator(".term-overlay").inner_text())
             page.get_by_role("button", name="Start a new shell").click()
             page.wait_for_selector(TERMINAL_OPEN)
 

@@ -7,7 +7,7 @@ import { Api, ApiError, NetworkError } from "./api";
 import { renderMarkdown } from "./content";
 import { byId, el, icon } from "./dom";
 import { setupSplit } from "./split";
-import { TerminalManager } from "./terminal";
+import { TerminalManager, type TerminalList } from "./terminal";
 import type { Hint, ProgressEntry, Status, StepDetail, ValidationResult, Workshop } from "./types";
 
 const $ = {
@@ -43,12 +43,22 @@ const $ = {
 
 const narrow = window.matchMedia("(max-width: 820px)");
 
+/** After Next into another image, the page asks for the new container this often ... */
+const SWAP_POLL_MS = 250;
+/** ... for this long (then the usual backoff). */
+const SWAP_FAST_FOR_MS = 120_000;
+
 class App {
   private readonly api = new Api({
     onUnauthorized: () => this.showAuthPage(),
     onNetworkError: () => this.lostBackend(),
   });
-  private readonly terms = new TerminalManager($.termTabs, $.termStack, () => this.checkBackend());
+  private readonly terms = new TerminalManager($.termTabs, $.termStack, () => this.checkBackend(), {
+    list: () => this.api.get<TerminalList>("/api/v1/terminals"),
+    end: async (id) => {
+      await this.api.request<unknown>("DELETE", `/api/v1/terminals/${encodeURIComponent(id)}`);
+    },
+  });
   private workshop: Workshop | null = null;
   private status: Status | null = null;
   private step: StepDetail | null = null;
@@ -67,6 +77,8 @@ class App {
   private eventsAttempt = 0;
   /** The step a container swap is bringing (phase transitioning seen, not yet ready). */
   private movingTo: string | null = null;
+  /** When that swap was first seen (Date.now()): the page polls fast for a while after it. */
+  private movingSince = 0;
   private eventsTimer: number | undefined;
 
   start(): void {
@@ -99,7 +111,7 @@ class App {
     if (/Mac|iPhone|iPad/.test(navigator.platform)) {
       document.querySelector(".term-tip")!.textContent = "Copy: select, then ⌘C · Paste: ⌘V";
     }
-    this.terms.add();
+    void this.terms.restore().then(() => this.renderButtons());
     this.renderButtons();
     void this.reload().then(
       () => this.openEvents(),
@@ -133,8 +145,10 @@ class App {
   private async applyStatus(status: Status, refetchWorkshop: boolean): Promise<void> {
     const before = this.status;
     this.status = status;
-    if (status.phase === "transitioning") this.movingTo = status.target_step ?? status.current_step;
-    else if (status.phase === "ready" || status.phase === "completed") this.movingTo = null;
+    if (status.phase === "transitioning") {
+      if (this.movingTo === null) this.movingSince = Date.now();
+      this.movingTo = status.target_step ?? status.current_step;
+    } else if (status.phase === "ready" || status.phase === "completed") this.movingTo = null;
     if (
       refetchWorkshop &&
       (!before ||
@@ -580,6 +594,18 @@ class App {
     }, delay);
   }
 
+  /**
+   * How long to wait before asking again whether the backend is back. While a
+   * container swap is expected (the first 2 minutes after the page saw
+   * `transitioning`), every ~250 ms, so that the next step is usable as soon
+   * as its container is ready; otherwise the usual backoff from `base`.
+   */
+  private probeDelay(base: number, cap: number): number {
+    const jitter = 0.8 + Math.random() * 0.4;
+    if (this.movingTo !== null && Date.now() - this.movingSince < SWAP_FAST_FOR_MS) return SWAP_POLL_MS * jitter;
+    return Math.min(base * 2 ** this.probeAttempt++, cap) * jitter;
+  }
+
   /** A terminal dropped: if the backend itself is gone, show it. */
   private checkBackend(): void {
     if (this.offline || this.authFailed) return;
@@ -624,8 +650,7 @@ class App {
         this.lostBackend();
         return;
       }
-      const delay = Math.min(400 * 2 ** this.probeAttempt, 5000) * (0.8 + Math.random() * 0.4);
-      this.probeAttempt++;
+      const delay = this.probeDelay(400, 5000);
       window.clearTimeout(this.probeTimer);
       this.probeTimer = window.setTimeout(() => void this.probe(true), delay);
       return;
@@ -634,7 +659,7 @@ class App {
     if (status.phase === "starting") {
       // A backend answers but is not ready yet (working copy, ttyd): wait.
       this.probeAttempt = Math.min(this.probeAttempt, 3);
-      const delay = 400 * 2 ** this.probeAttempt++;
+      const delay = this.probeDelay(400, 3200);
       window.clearTimeout(this.probeTimer);
       this.probeTimer = window.setTimeout(() => void this.probe(true), delay);
       return;
@@ -660,7 +685,7 @@ class App {
     this.events?.close();
     this.events = null;
     window.clearTimeout(this.probeTimer);
-    for (const tab of [...this.terms.tabs]) tab.dispose();
+    this.terms.disposeAll();
     $.app.hidden = true;
     $.authPage.hidden = false;
     document.title = "Access token needed";
