@@ -391,8 +391,8 @@ class TableTests(SynchronousTestCase):
         self.assertEqual(len(table), 2)
 
     def test_ids_numbers_order(self) -> None:
-        """Ids never repeat (a clash is drawn again), numbers go up, the order is the order of adding."""
-        names = iter(["a", "a", "bad id!", "b", "c"])
+        """Ids never repeat (a clash is drawn again); numbers are the lowest free; the order is the order of adding."""
+        names = iter(["a", "a", "bad id!", "b", "c", "d"])
         table: SessionTable[Fake] = SessionTable(limit=5, make_id=lambda: next(names))
         one, two = Fake(), Fake()
         table.add(*table.reserve(), one)
@@ -404,4 +404,6 @@ class TableTests(SynchronousTestCase):
         table.remove("a")
         table.remove("nope")
         self.assertIsNone(table.get("a"))
-        self.assertEqual(table.reserve(), ("c", 3))
+        self.assertEqual(table.reserve(), ("c", 1))
+        table.add("c", 1, Fake())
+        self.assertEqual(table.reserve(), ("d", 3))

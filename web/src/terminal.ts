@@ -151,17 +151,19 @@ export class TerminalTab {
   private pings = 0;
   private pending: Uint8Array[] = [];
   private overlay: HTMLElement | null = null;
+  private note: HTMLElement | null = null;
   private everOpened = false;
   private lastSize = "";
 
   constructor(
     readonly manager: TerminalManager,
-    readonly number: number,
+    serial: number,
+    public number: number,
     sessionId: string | null = null,
   ) {
     this.sessionId = sessionId;
     this.offset = sessionId === null ? 0 : null;
-    const id = `term-${number}`;
+    const id = `term-${serial}`; // unique in the page (numbers may change hands)
     this.panel = el("div", {
       class: "term-panel",
       id: `${id}-panel`,
@@ -175,7 +177,7 @@ export class TerminalTab {
       role: "tab",
       "aria-controls": `${id}-panel`,
     }) as HTMLButtonElement;
-    this.label.append(el("span", { class: "term-status-dot", "aria-hidden": "true" }), `Terminal ${number}`);
+    this.label.append(el("span", { class: "term-status-dot", "aria-hidden": "true" }), this.name);
     this.tab = el("div", { class: "term-tab", "data-state": this.state });
     this.tab.append(this.label);
     this.term = new Terminal({
@@ -204,10 +206,23 @@ export class TerminalTab {
     });
   }
 
+  get name(): string {
+    return `Terminal ${this.number}`;
+  }
+
+  /** The backend numbers the workspace's terminals: take its number (the same after a reload). */
+  private renumber(number: number): void {
+    if (number === this.number || !Number.isInteger(number) || number < 1) return;
+    this.number = number;
+    this.label.lastChild!.textContent = this.name;
+    this.term.textarea?.setAttribute("aria-label", `${this.name}: type commands here`);
+    this.manager.onRenumbered();
+  }
+
   /** Attach xterm to its panel (once the panel is in the document) and connect. */
   start(): void {
     this.term.open(this.panel);
-    this.term.textarea?.setAttribute("aria-label", `Terminal ${this.number}: type commands here`);
+    this.term.textarea?.setAttribute("aria-label", `${this.name}: type commands here`);
     this.fitNow();
     this.connect();
   }
@@ -315,9 +330,17 @@ export class TerminalTab {
     this.sessionId = body.session;
     this.offset = body.offset;
     this.tab.dataset.session = body.session;
+    if (typeof body.number === "number") this.renumber(body.number);
     if (body.skipped && body.skipped > 0) {
-      this.term.write(
-        dimLine(asked === null ? `earlier output not kept (${kilobytes(body.skipped)})` : `${kilobytes(body.skipped)} of output skipped`),
+      // A line at the gap, and a note that stays in view (a long tail scrolls the line away).
+      const what =
+        asked === null ? `earlier output not kept (${kilobytes(body.skipped)})` : `${kilobytes(body.skipped)} of output skipped`;
+      this.term.write(dimLine(what));
+      this.tab.dataset.skipped = String(body.skipped);
+      this.showNote(
+        asked === null
+          ? `Output skipped: only the last part of this terminal's output was kept (${kilobytes(body.skipped)} before it are not shown).`
+          : `Output skipped: ${kilobytes(body.skipped)} of output came while you were away and is not shown; the rest follows.`,
       );
     }
     this.attached();
@@ -437,8 +460,9 @@ export class TerminalTab {
     const old = this.sessionId;
     this.sessionId = null;
     this.offset = 0;
-    if (old !== null) this.manager.endTerminal(old);
-    this.connect();
+    // Ended first, so that the new terminal may take its number.
+    if (old !== null) void this.manager.endTerminal(old).then(() => this.connect());
+    else this.connect();
   }
 
   private scheduleReconnect(why: string): void {
@@ -516,6 +540,19 @@ export class TerminalTab {
     this.panel.append(this.overlay);
   }
 
+  private showNote(text: string): void {
+    this.note?.remove();
+    const close = el("button", { type: "button", class: "btn-icon", "aria-label": "Hide this note" }, "×");
+    const note = el("div", { class: "term-note", role: "status" }, el("p", {}, text), close);
+    close.addEventListener("click", () => {
+      note.remove();
+      if (this.note === note) this.note = null;
+      this.term.focus();
+    });
+    this.note = note;
+    this.panel.append(note);
+  }
+
   private hideOverlay(): void {
     this.overlay?.remove();
     this.overlay = null;
@@ -529,7 +566,7 @@ export class TerminalTab {
     const ws = this.ws;
     this.ws = null;
     if (ws) ws.close(1000, "tab closed");
-    if (endShell && this.sessionId !== null) this.manager.endTerminal(this.sessionId);
+    if (endShell && this.sessionId !== null) void this.manager.endTerminal(this.sessionId);
     this.term.dispose();
     this.panel.remove();
     this.tab.remove();
@@ -539,8 +576,8 @@ export class TerminalTab {
 export class TerminalManager {
   readonly tabs: TerminalTab[] = [];
   active: TerminalTab | null = null;
-  private counter = 0;
   private fitFrame = 0;
+  private serial = 0;
 
   constructor(
     private readonly tabBar: HTMLElement,
@@ -587,9 +624,11 @@ export class TerminalManager {
 
   add(existing?: TerminalInfo): TerminalTab | null {
     if (this.tabs.length >= this.maxTabs && !existing) return null;
-    const number = existing ? existing.number : this.counter + 1;
-    this.counter = Math.max(this.counter, number);
-    const tab = new TerminalTab(this, number, existing ? existing.id : null);
+    // The lowest free number, as the backend numbers terminals (it has the last word).
+    const taken = new Set(this.tabs.map((t) => t.number));
+    let number = existing ? existing.number : 1;
+    while (!existing && taken.has(number)) number++;
+    const tab = new TerminalTab(this, ++this.serial, number, existing ? existing.id : null);
     this.tabs.push(tab);
     tab.label.addEventListener("click", () => this.activate(tab));
     this.tabBar.append(tab.tab);
@@ -615,8 +654,14 @@ export class TerminalManager {
     this.tabs.length = 0;
   }
 
-  endTerminal(id: string): void {
-    this.backend.end(id).catch(() => undefined); // gone already, or the backend is: nothing to end
+  endTerminal(id: string): Promise<void> {
+    return this.backend.end(id).catch(() => undefined); // gone already, or the backend is: nothing to end
+  }
+
+  /** A tab took the backend's number for its terminal: close buttons say the new name. */
+  onRenumbered(): void {
+    for (const t of this.tabs) t.tab.querySelector(".term-tab-close")?.remove();
+    this.renderTabs();
   }
 
   onAttached(tab: TerminalTab): void {
@@ -658,8 +703,8 @@ export class TerminalManager {
         close = el("button", {
           type: "button",
           class: "btn-icon term-tab-close",
-          "aria-label": `Close Terminal ${t.number}`,
-          title: `Close Terminal ${t.number}`,
+          "aria-label": `Close ${t.name}`,
+          title: `Close ${t.name}`,
         }, "×") as HTMLButtonElement;
         close.addEventListener("click", () => this.close(t));
         t.tab.append(close);

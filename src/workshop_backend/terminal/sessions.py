@@ -401,20 +401,23 @@ class SessionTable(Generic[T]):
         self._make_id = make_id
         self._terminals: dict[str, T] = {}
         self._numbers: dict[str, int] = {}
-        self._next_number = 1
 
     def full(self) -> bool:
         """True when a new terminal would pass the limit."""
         return sum(1 for t in self._terminals.values() if t.ended is None) >= self.limit
 
     def reserve(self) -> tuple[str, int]:
-        """A fresh id and the next number (``Terminal 3``) for a terminal about to be added."""
+        """A fresh id and the lowest number no terminal has (``Terminal 2``), for a terminal about to be added.
+
+        The lowest free number, as the page numbers its tabs, so that a
+        tab's label is the same before and after a reload.
+        """
         while True:
             name = self._make_id()
             if name not in self._terminals and SESSION_ID.fullmatch(name):
                 break
-        number = self._next_number
-        self._next_number += 1
+        taken = set(self._numbers.values())
+        number = next(n for n in range(1, len(taken) + 2) if n not in taken)
         return name, number
 
     def add(self, name: str, number: int, terminal: T) -> None:
