@@ -576,6 +576,32 @@ class DetachedPaceTests(SessionTestCase):
         self.assertEqual(page.offset, 25_000)
 
 
+class GatherTests(SessionTestCase):
+    """Bulk output is gathered for the browsers' sake only."""
+
+    def test_gathered_while_attached(self) -> None:
+        """With a page attached, a burst waits up to COALESCE_DELAY, and is kept when it goes out."""
+        _, ttyd = self.new_terminal()
+        ttyd.sendMessage(b"0" + b"q" * 5000, True)
+        self.flush()
+        self.assertEqual(self.bridge.terminals()[0].output_bytes, 0)
+        self.clock.advance(COALESCE_DELAY)
+        self.flush()
+        self.assertEqual(self.bridge.terminals()[0].output_bytes, 5000)
+
+    def test_not_gathered_while_detached(self) -> None:
+        """With nobody attached, a burst is kept at once (gathering would only make big buffers)."""
+        page, ttyd = self.new_terminal()
+        page.sendClose(1000)
+        self.flush()
+        ttyd.sendMessage(b"0" + b"q" * 5000, True)
+        self.flush()
+        self.assertEqual(self.bridge.terminals()[0].output_bytes, 5000)
+        session = self.bridge.sessions.get("term1")
+        assert session is not None and session.upstream is not None
+        self.assertIsNone(session.upstream._flush_call)
+
+
 class MemoryTests(SessionTestCase):
     """What the terminals hold, as the metrics and the API report it."""
 

@@ -192,10 +192,14 @@ class FastPathClient(WebSocketClientProtocol):
             self.flush()
             super().dataReceived(data[end:])
 
+    def coalescing(self) -> bool:
+        """Whether bulk output is worth gathering now (override: not when nobody reads it)."""
+        return True
+
     def _gather(self, frames: bytes, bulk: bool) -> None:
         self._out.append(frames)
         self._out_len += len(frames)
-        if not bulk or self._out_len >= COALESCE_MAX:
+        if not bulk or self._out_len >= COALESCE_MAX or not self.coalescing():
             self.flush()
         elif self._flush_call is None:
             self._flush_call = self.factory.reactor.callLater(COALESCE_DELAY, self.flush)

@@ -50,7 +50,7 @@ DEFAULT_MAX_TERMINALS = 6
 """Terminals per workspace, attached or not (the page's tab limit)."""
 DEFAULT_MAX_CLIENTS = 4
 """Browser sockets attached to one terminal at once (a reload, a second device...)."""
-DEFAULT_DETACHED_READ_RATE = 4 * 1024 * 1024
+DEFAULT_DETACHED_READ_RATE = 1024 * 1024
 """Bytes per second read from ttyd for a terminal nobody watches (0: no limit)."""
 REPLAY_MESSAGE = 64 * 1024
 """Replayed output goes out in messages of at most this many bytes."""

@@ -155,6 +155,10 @@ class UpstreamProtocol(FastPathClient):
         if self.session is not None:
             self.session.output_frames(frames)
 
+    def coalescing(self) -> bool:
+        # Gathering output saves writes to browsers; with none attached it only makes big buffers.
+        return self.session is not None and bool(self.session.clients)
+
     def onOpen(self) -> None:
         self.opened = True
         if self.session is not None:
