@@ -519,8 +519,8 @@ def main() -> None:
                 rates[mode].append(rate)
                 print(f"  round {r + 1} {mode:11}: {rate:7.1f} MB/s ({total / 1e6:.0f} MB of output)")
         for mode in BRIDGED:
-            seconds, total = cpu_per[mode]
-            print(f"backend CPU in {mode} runs: {seconds / (total / 1e9):.2f} s per GB")
+            seconds, streamed = cpu_per[mode]
+            print(f"backend CPU in {mode} runs: {seconds / (streamed / 1e9):.2f} s per GB")
         rss, hwm = rss_kib(backend.pid)
         print(f"backend RSS after throughput: {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f} MiB)")
 

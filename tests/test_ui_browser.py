@@ -792,12 +792,13 @@ class NetworkCutTests(BrowserTestCase):
     def test_cut_during_output(self) -> Deferred[None]:
         """A loop printing 15 lines across a 3 s cut: the page says it is reconnecting, then shows every
         line exactly once, in order, from the same shell."""
-        from twisted.internet import reactor
+        from twisted.internet import reactor as _reactor
         from twisted.internet.defer import ensureDeferred
         from twisted.internet.threads import blockingCallFromThread
 
         from tests.faultproxy import FaultProxy
 
+        reactor: Any = _reactor
         proxy = FaultProxy(reactor, "127.0.0.1", self.daemon.port)
 
         def body(page: Any) -> None:
