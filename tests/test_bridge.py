@@ -34,6 +34,7 @@ from workshop_backend.terminal.fastpath import (
     COALESCE_DELAY,
     COALESCE_MAX,
     FAST_PATH_MAX_FRAME,
+    frame_payloads,
     scan_data_frames,
     use_reactor_timers,
 )
@@ -328,6 +329,14 @@ class FastPathTests(BridgeTestCase):
         self.assertEqual(scan_data_frames(bytes([0x82, 0x82]) + b"mask0a"), (0, False))
         huge = bytes([0x82, 127]) + (FAST_PATH_MAX_FRAME + 1).to_bytes(8, "big")
         self.assertEqual(scan_data_frames(huge), (0, False))
+
+    def test_frame_payloads(self) -> None:
+        """Where each payload of a run of frames is: short, 16-bit and 64-bit lengths, empty ones too."""
+        payloads = [b"0a", b"", b"1" * 300, b"0" + b"z" * 70000]
+        run = b"".join(frame(p) for p in payloads)
+        self.assertEqual(scan_data_frames(run), (len(run), False))
+        self.assertEqual([run[start:end] for start, end in frame_payloads(run)], payloads)
+        self.assertEqual(list(frame_payloads(b"")), [])
 
     def test_split_control_and_fragments(self) -> None:
         """Split frames are joined, pings are answered, fragmented messages still arrive whole."""

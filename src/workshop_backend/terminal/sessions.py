@@ -74,6 +74,9 @@ def new_session_id() -> str:
 
 # -- the output buffer -------------------------------------------------------------
 
+Chunk = bytes | memoryview
+"""A piece of output: bytes, or a view into a frame from ttyd (kept without a copy)."""
+
 
 @dataclass(frozen=True)
 class Replay:
@@ -87,17 +90,12 @@ class Replay:
 
     offset: int
     skipped: int
-    data: tuple[bytes, ...]
+    data: tuple[Chunk, ...]
     ahead: bool = False
-
-    @property
-    def size(self) -> int:
-        """Bytes of output in the replay."""
-        return sum(len(chunk) for chunk in self.data)
 
     def messages(self, limit: int = REPLAY_MESSAGE) -> Iterator[bytes]:
         """The replay as ttyd output messages (``0`` + at most ``limit`` bytes each), in order."""
-        group: list[bytes] = []
+        group: list[Chunk] = []
         size = 0
         for chunk in self.data:
             while chunk:
@@ -115,17 +113,19 @@ class Replay:
 class OutputBuffer:
     """The most recent ``capacity`` bytes of a terminal's output, addressed by absolute offsets.
 
-    Chunks are kept as they came (ttyd's reads, about 4 KiB); past the
+    Chunks are kept as they came (ttyd's reads, about 4 KiB; views into
+    the frames ttyd sent, so keeping output copies nothing); past the
     capacity the oldest go, the last one cut to fit, so exactly
-    ``min(capacity, output so far)`` bytes are held.  ``capacity`` 0 keeps
-    nothing (a terminal without sessions) but still counts offsets.
+    ``min(capacity, output so far)`` bytes are held (views may keep one
+    more read of ttyd's alive).  ``capacity`` 0 keeps nothing (a terminal
+    without sessions) but still counts offsets.
     """
 
     def __init__(self, capacity: int = DEFAULT_BUFFER) -> None:
         if capacity < 0:
             raise ValueError("capacity must be >= 0")
         self.capacity = capacity
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[Chunk] = deque()
         self.size = 0
         #: The offset of the first byte held (everything before it was dropped).
         self.start = 0
@@ -137,23 +137,27 @@ class OutputBuffer:
         """Bytes of output no longer held."""
         return self.start
 
-    def append(self, data: bytes) -> None:
-        """Output arrived: keep it, dropping the oldest chunks past ``capacity``."""
-        n = len(data)
-        if not n:
+    def append(self, data: Chunk) -> None:
+        """Output arrived: keep it, dropping the oldest bytes past ``capacity``."""
+        self.extend((data,))
+
+    def extend(self, chunks: Sequence[Chunk]) -> None:
+        """Several pieces of output at once (one read from ttyd): one trim for them all."""
+        total = sum(len(chunk) for chunk in chunks)
+        if not total:
             return
-        self.end += n
-        if n >= self.capacity:
-            # One chunk as big as the buffer: only its tail stays.
+        self.end += total
+        if total >= self.capacity:
+            # As much as the buffer holds, or more: only the tail stays.
             self._chunks.clear()
-            kept = data[n - self.capacity :] if self.capacity else b""
-            self.size = len(kept)
+            tail = b"".join(chunks)[total - self.capacity :] if self.capacity else b""
+            self.size = len(tail)
             self.start = self.end - self.size
-            if kept:
-                self._chunks.append(kept)
+            if tail:
+                self._chunks.append(tail)
             return
-        self._chunks.append(data)
-        self.size += n
+        self._chunks.extend(chunk for chunk in chunks if len(chunk))
+        self.size += total
         while self.size > self.capacity:
             excess = self.size - self.capacity
             front = self._chunks[0]
@@ -184,10 +188,10 @@ class OutputBuffer:
         begin = self.start + cut
         return Replay(begin, begin - offset, self._slice(begin))
 
-    def _slice(self, offset: int) -> tuple[bytes, ...]:
+    def _slice(self, offset: int) -> tuple[Chunk, ...]:
         """The bytes from ``offset`` (``start <= offset <= end``) to the end, as chunks."""
         skip = offset - self.start
-        out: list[bytes] = []
+        out: list[Chunk] = []
         for chunk in self._chunks:
             if skip >= len(chunk):
                 skip -= len(chunk)
@@ -197,11 +201,11 @@ class OutputBuffer:
         return tuple(out)
 
 
-def clean_start(chunks: Sequence[bytes]) -> int:
+def clean_start(chunks: Sequence[Chunk]) -> int:
     """Where to start showing output that was cut at an arbitrary byte: after the first
     newline within :data:`SKIP_ALIGN_WINDOW` bytes, else at the first byte that begins
     a UTF-8 character (never in the middle of one)."""
-    parts: list[bytes] = []
+    parts: list[Chunk] = []
     size = 0
     for chunk in chunks:
         parts.append(chunk[: SKIP_ALIGN_WINDOW - size])
@@ -436,9 +440,6 @@ class SessionTable(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         return iter(list(self._terminals.values()))
-
-    def __len__(self) -> int:
-        return len(self._terminals)
 
 
 # -- what the API shows ---------------------------------------------------------------

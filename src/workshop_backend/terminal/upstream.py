@@ -68,6 +68,7 @@ SUBPROTOCOL = "tty"
 _OPEN = WebSocketProtocol.STATE_OPEN
 _CLOSED = WebSocketProtocol.STATE_CLOSED
 _PACE = "pace"
+_OUTPUT, _TITLE, _PREFERENCES = OUTPUT[0], TITLE[0], PREFERENCES[0]
 
 log = Logger(namespace="workshop_backend.terminal.bridge")
 
@@ -462,8 +463,15 @@ class TerminalSession:
     def output_frames(self, frames: bytes) -> None:
         """Whole data frames from ttyd (the fast path): keep the output, write them to every browser."""
         if self.name is not None:
+            view = memoryview(frames)
+            output: list[memoryview] = []
             for start, end in frame_payloads(frames):
-                self._record(frames, start, end)
+                command = frames[start]
+                if command == _OUTPUT:
+                    output.append(view[start + 1 : end])
+                elif command in (_TITLE, _PREFERENCES):
+                    self._record(frames, start, end)
+            self.buffer.extend(output)
         for client in self.clients:
             transport = client.transport
             if client.state == _OPEN and transport is not None:
