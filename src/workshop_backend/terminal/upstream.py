@@ -13,10 +13,10 @@ student closes it, when ttyd restarts or when the backend stops.  An
 *unnamed* session is a plain ttyd client's: it ends with its only socket,
 as before sessions existed.
 
-Backpressure: while browsers are attached, each one's transport is the
-streaming producer's consumer of ttyd's leg through a valve: a browser that
-stops reading *holds* the session, and reading from ttyd stops while any
-hold remains (the slowest attached browser sets the pace, as in tmux).
+Backpressure: while browsers are attached, each one's transport has a
+valve as its streaming producer: a browser that stops reading *holds* the
+session, and reading from ttyd stops while any hold remains (the slowest
+attached browser sets the pace, as in tmux).
 While nobody is attached nothing holds it: output goes into the buffer
 (ttyd hangs up a reader that stops for ``-P`` + 7 s), at most
 ``detached_read_rate`` bytes a second so that a forgotten ``yes`` does not
