@@ -25,6 +25,10 @@ client (plain blocking sockets, so the client is not the bottleneck):
   ``--flood-seconds``; the backend's RSS growth against the buffers' size +
   16 MB, its CPU, and the "skipped" marker when a page comes back.
 
+With ``--baseline-ref`` the bridge of that ref (a second backend process,
+exported with ``git archive``) is measured too (``baseline``): ``session``
+against it is what sessions cost, in the same run, whatever the load.
+
 Goals (against direct TCP; the UNIX figures are printed too): throughput of
 both bridge modes >= 0.9 x direct; they add < 0.3 ms to the echo p50 and
 < 2 ms to the p99; reattach with 1 MiB < 100 ms; idle RSS within 2 MB of the
@@ -330,6 +334,7 @@ def can_connect(port: int) -> bool:
 
 MODES = ("direct-tcp", "direct-unix", "bridge", "session")
 BRIDGED = ("bridge", "session")
+BASELINE = "baseline"  # the bridge of --baseline-ref (a plain client), when it can be exported
 
 
 def end_shell(client: Client) -> None:
@@ -475,9 +480,26 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    baseline: subprocess.Popen[str] | None = None
+    exported = export_ref(args.baseline_ref, work / "baseline") if args.baseline_ref else None
+    if exported is not None:
+        (work / "state-baseline-bridge").mkdir()
+        baseline = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(work / "state-baseline-bridge")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=exported),
+        )
+    modes = (*MODES, BASELINE) if baseline is not None else MODES
+    bridged = (*BRIDGED, BASELINE) if baseline is not None else BRIDGED
     try:
         assert backend.stdout is not None
         port = int(backend.stdout.readline())
+        baseline_port = 0
+        if baseline is not None:
+            assert baseline.stdout is not None
+            baseline_port = int(baseline.stdout.readline())
         wait_until(lambda: os.path.exists(direct_sock), "the direct ttyd's socket")
         wait_until(lambda: can_connect(direct_port), "the direct ttyd's port")
 
@@ -490,6 +512,8 @@ def main() -> None:
                 return Client.tcp(port, "/terminal?session=new")
             if mode == "bridge":
                 return Client.tcp(port)
+            if mode == BASELINE:
+                return Client.tcp(baseline_port)
             return Client.tcp(port, f"/terminal?{mode}")  # a query of the session protocol
 
         def done(mode: str, client: Client) -> None:
@@ -505,28 +529,29 @@ def main() -> None:
         if args.profile:
             profile(args, backend.pid, lambda: connect("session"))
             return
-        rates: dict[str, list[float]] = {mode: [] for mode in MODES}
-        cpu_per: dict[str, list[float]] = {mode: [0.0, 0.0] for mode in BRIDGED}
+        rates: dict[str, list[float]] = {mode: [] for mode in modes}
+        cpu_per: dict[str, list[float]] = {mode: [0.0, 0.0] for mode in bridged}
         for r in range(args.rounds):
-            for mode in MODES[r % len(MODES) :] + MODES[: r % len(MODES)]:
+            for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
                 client = connect(mode)
-                cpu = cpu_seconds(backend.pid)
+                pid = baseline.pid if mode == BASELINE and baseline is not None else backend.pid
+                cpu = cpu_seconds(pid)
                 rate, total = throughput(client, args.megabytes)
-                if mode in BRIDGED:
-                    cpu_per[mode][0] += cpu_seconds(backend.pid) - cpu
+                if mode in bridged:
+                    cpu_per[mode][0] += cpu_seconds(pid) - cpu
                     cpu_per[mode][1] += total
                 done(mode, client)
                 rates[mode].append(rate)
                 print(f"  round {r + 1} {mode:11}: {rate:7.1f} MB/s ({total / 1e6:.0f} MB of output)")
-        for mode in BRIDGED:
+        for mode in bridged:
             seconds, streamed = cpu_per[mode]
             print(f"backend CPU in {mode} runs: {seconds / (streamed / 1e9):.2f} s per GB")
         rss, hwm = rss_kib(backend.pid)
         print(f"backend RSS after throughput: {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f} MiB)")
 
-        latencies: dict[str, list[float]] = {mode: [] for mode in MODES}
+        latencies: dict[str, list[float]] = {mode: [] for mode in modes}
         for _ in range(2):
-            for mode in MODES:
+            for mode in modes:
                 client = connect(mode)
                 latencies[mode].extend(echo_latency(client, args.keystrokes // 2))
                 done(mode, client)
@@ -534,22 +559,20 @@ def main() -> None:
         reattach = reattach_times(connect, args.reattaches)
 
         baseline_rss: float | None = None
-        if args.baseline_ref:
-            exported = export_ref(args.baseline_ref, work / "baseline")
-            if exported is not None:
-                (work / "state-baseline").mkdir()
-                (work / "state-again").mkdir()
-                # Both measured the same way, one after the other, on fresh processes.
-                baseline_rss = idle_rss(work / "state-baseline", exported)
-                idle = idle_rss(work / "state-again", None)
+        if exported is not None:
+            (work / "state-baseline").mkdir()
+            (work / "state-again").mkdir()
+            # Both measured the same way, one after the other, on fresh processes.
+            baseline_rss = idle_rss(work / "state-baseline", exported)
+            idle = idle_rss(work / "state-again", None)
 
         flooded = flood(connect, backend.pid, args.flood_seconds) if args.flood_seconds > 0 else None
 
         print()
         print("throughput (MB/s of terminal output)")
-        med = {mode: statistics.median(rates[mode]) for mode in MODES}
-        best = {mode: max(rates[mode]) for mode in MODES}
-        for mode in MODES:
+        med = {mode: statistics.median(rates[mode]) for mode in modes}
+        best = {mode: max(rates[mode]) for mode in modes}
+        for mode in modes:
             print(f"  {mode:11} : median {med[mode]:7.1f}  best {best[mode]:7.1f}")
         ratios = {mode: med[mode] / med["direct-tcp"] for mode in BRIDGED}
         for mode in BRIDGED:
@@ -557,10 +580,15 @@ def main() -> None:
                 f"  {mode} / direct-tcp : median {ratios[mode]:.2f}  best {best[mode] / best['direct-tcp']:.2f}"
                 f"  (goal >= 0.90);  / direct-unix: median {med[mode] / med['direct-unix']:.2f}"
             )
+        if baseline is not None:
+            print(
+                f"  session / {args.baseline_ref}'s bridge: median {med['session'] / med[BASELINE]:.2f}"
+                f"  best {best['session'] / best[BASELINE]:.2f}  (what sessions cost, same run)"
+            )
         print(f"keystroke echo latency (ms, {len(latencies['bridge'])} keys each)")
-        p50 = {mode: percentile(latencies[mode], 50) for mode in MODES}
-        p99 = {mode: percentile(latencies[mode], 99) for mode in MODES}
-        for mode in MODES:
+        p50 = {mode: percentile(latencies[mode], 50) for mode in modes}
+        p99 = {mode: percentile(latencies[mode], 99) for mode in modes}
+        for mode in modes:
             print(f"  {mode:11} : p50 {p50[mode]:6.3f}  p99 {p99[mode]:6.3f}")
         added = {mode: (p50[mode] - p50["direct-tcp"], p99[mode] - p99["direct-tcp"]) for mode in BRIDGED}
         for mode in BRIDGED:
@@ -592,7 +620,7 @@ def main() -> None:
             ok = ok and growth < bound and all(k > 0 for k in flooded["skipped"])
         print("goals met" if ok else "GOALS MISSED")
     finally:
-        procs: list[subprocess.Popen[Any]] = [backend, *direct]
+        procs: list[subprocess.Popen[Any]] = [backend, *direct, *([baseline] if baseline is not None else [])]
         for proc in procs:
             proc.terminate()
         for proc in procs:
