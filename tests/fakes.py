@@ -103,6 +103,16 @@ class SyncPool:
         self.conn.commit()
         return succeed(result)
 
+    def runWithConnection(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Run ``fn(connection, *args)``: commit on success, roll back on an exception (as adbapi)."""
+        try:
+            result = fn(self.conn, *args)
+        except Exception:
+            self.conn.rollback()
+            return fail()
+        self.conn.commit()
+        return succeed(result)
+
     def close(self) -> None:
         """Close the connection."""
         self.conn.close()

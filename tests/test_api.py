@@ -32,6 +32,7 @@ from workshop_backend.http.errors import ApiError
 from workshop_backend.http.security import Guard, content_security_policy
 from workshop_backend.http.site import GuardedResource, make_site
 from workshop_backend.http.static import static_resource
+from workshop_backend.http.tickets import Tickets
 from workshop_backend.state.store import Store
 from workshop_backend.terminal.sessions import TerminalInfo
 
@@ -68,19 +69,29 @@ class Harness:
             static_dir.mkdir()
             (static_dir / "app-ABCDEFGH12.js").write_text("console.log(1)")
             (static_dir / "plain.css").write_text("body{}")
+        self.guard = Guard(
+            auth=auth,  # type: ignore[arg-type]
+            token=TOKEN if auth == "token" else None,
+            tickets=Tickets(self.clock.seconds),
+        )
         self.api = Api(
-            readiness=lambda: (self.api.runtime is not None and self.terminal.is_ready(), "terminal_starting"),
+            readiness=self.readiness,
             index_html=lambda: b"<!doctype html><title>ui</title>",
             static=static_resource(static_dir),
             terminal=Data(b"terminal", "text/plain"),
             terminals=self.terminals,
             events=Data(b"events", "text/plain"),
+            tickets=self.guard.tickets,
         )
         if open_runtime:
             self.open()
-        self.guard = Guard(auth=auth, token=TOKEN if auth == "token" else None)  # type: ignore[arg-type]
         self.resource = GuardedResource(self.api.resource(), self.guard, content_security_policy([]))
         self.treq: Any = StubTreq(self.resource)
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready once the runtime is open and the fake terminal says so."""
+        ready = self.api.runtime is not None and self.terminal.is_ready()
+        return ready, "ready" if ready else "terminal_starting"
 
     def open(self) -> None:
         """The working copy is open: the runtime exists and the API serves it."""
@@ -204,17 +215,38 @@ class ReadTests(SynchronousTestCase):
             self.assertEqual((code, body["error"]), (404, "unknown_step"), path)
 
     def test_hints(self) -> None:
-        """Hints one at a time; revealing is recorded (once per hint); out of range is 404."""
+        """POST reveals a hint (recorded once); GET shows a revealed one again; out of range is 404."""
         h = Harness(self, standard(self))
         code, body = h.get("/api/v1/steps/intro/hints/1")
+        self.assertEqual((code, body["error"]), (409, "hint_not_revealed"))
+        code, body = h.post("/api/v1/steps/intro/hints/1")
         self.assertEqual((code, body["index"]), (200, 1))
         self.assertIn("Really", body["html"])
-        h.get("/api/v1/steps/intro/hints/1")
-        h.get("/api/v1/steps/intro/hints/0")
-        self.assertEqual(h.get("/api/v1/steps/intro/hints/2")[0], 404)
-        self.assertEqual(h.get("/api/v1/steps/intro/hints/-1")[0], 404)
+        self.assertEqual(h.get("/api/v1/steps/intro/hints/1"), (200, body))
+        h.post("/api/v1/steps/intro/hints/1")
+        h.post("/api/v1/steps/intro/hints/0")
+        self.assertEqual(h.post("/api/v1/steps/intro/hints/2")[0], 404)
+        self.assertEqual(h.post("/api/v1/steps/intro/hints/-1")[0], 404)
+        self.assertEqual(h.request("HEAD", "/api/v1/steps/intro/hints/1")[0], 200)
         progress = h.get("/api/v1/progress")[1]["steps"]
         self.assertEqual(progress[0]["hints_revealed"], 2)
+
+    def test_hint_of_a_locked_step(self) -> None:
+        """A locked step's hints cannot be revealed (409 step_locked); nothing is recorded."""
+        dist = distributions.write(
+            Path(self.mktemp()),
+            [
+                StepDef("intro"),
+                StepDef("gated", validation={"gate": True, "rules": [file_rule("f", "done.txt")]}),
+                StepDef("later", hints=["The answer."]),
+            ],
+        )
+        h = Harness(self, dist)
+        locked = h.get("/api/v1/workshop")[1]["steps"][-1]
+        self.assertEqual(locked["status"], "locked")
+        code, body = h.post(f"/api/v1/steps/{locked['id']}/hints/0")
+        self.assertEqual((code, body["error"]), (409, "step_locked"))
+        self.assertEqual(h.get("/api/v1/progress")[1]["steps"][-1]["hints_revealed"], 0)
 
     def test_status(self) -> None:
         """The status document."""
@@ -234,6 +266,7 @@ class ReadTests(SynchronousTestCase):
                 "completed_steps": [],
                 "terminal": {"state": "running", "restarts": 0},
                 "started_at": "2027-01-15T08:00:00Z",
+                "problems": [],
             },
         )
 
@@ -542,7 +575,11 @@ class HttpTests(SynchronousTestCase):
         self.assertIsNone(headers.getRawHeaders(b"server"))
 
     def test_token_auth(self) -> None:
-        """No credentials 401; bearer works; ?token= sets a cookie and redirects without it."""
+        """No credentials 401; bearer works; ?token= sets the page cookie and redirects with the browser key.
+
+        The page cookie opens the page, nothing else; the browser key (in the
+        redirect's fragment) opens the API as a bearer.
+        """
         h = Harness(self, standard(self), auth="token")
         code, body = h.get("/api/v1/status")
         self.assertEqual((code, body["error"]), (401, "unauthorized"))
@@ -555,15 +592,19 @@ class HttpTests(SynchronousTestCase):
         self.assertEqual(h.get("/api/v1/status", headers={"Authorization": "Bearer wrong"})[0], 401)
         code, _, response = h.request("GET", f"/?token={TOKEN}&lang=en", allow_redirects=False)
         self.assertEqual(code, 303)
-        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"/?lang=en"])
+        (location,) = response.headers.getRawHeaders(b"location")
+        self.assertEqual(location, b"/?lang=en#key=" + h.guard.browser_key.encode())
         cookie = response.headers.getRawHeaders(b"set-cookie")[0]
         self.assertIn(b"HttpOnly", cookie)
         self.assertIn(b"samesite=strict", cookie.lower())
         self.assertNotIn(TOKEN.encode(), cookie)
+        self.assertNotIn(h.guard.browser_key.encode(), cookie)
         name, value = cookie.split(b";")[0].split(b"=", 1)
         cookies = {name.decode(): value.decode()}
-        self.assertEqual(h.get("/api/v1/status", cookies=cookies)[0], 200)
+        self.assertEqual(h.get("/api/v1/status", cookies=cookies)[0], 401)
         self.assertEqual(h.get("/", cookies=cookies)[0], 200)
+        key = {"Authorization": f"Bearer {h.guard.browser_key}"}
+        self.assertEqual(h.get("/api/v1/status", headers=key)[0], 200)
         code, page = h.get("/?token=wrong", allow_redirects=False)
         self.assertEqual(code, 401)
         self.assertNotIn(TOKEN.encode(), page)

@@ -19,7 +19,9 @@ Only runs when asked, as root, with the tools at hand::
 Environment: ``WORKSHOP_TEST_CHROOT=1`` (required), ``WORKSHOP_TEST_BUNDLE``
 (the bundle directory; default ``dist/workshop-backend``),
 ``WORKSHOP_TEST_CHROOT_CACHE`` (default ``/var/cache/workshop-backend-test``),
-``WORKSHOP_TEST_DEBIAN_MIRROR``.  The cached root is never modified: each
+``WORKSHOP_TEST_DEBIAN_MIRROR`` (default: the mirror this machine's apt
+uses for the suite, from ``/etc/apt/sources.list.d/*.sources`` or
+``/etc/apt/sources.list``, else deb.debian.org).  The cached root is never modified: each
 run mounts an overlay on it (or copies it if overlayfs is unavailable).
 devpts, the ptmx bind mount and /proc are mounted inside the private mount
 namespace, so they go away with it; the overlay is unmounted in cleanup.
@@ -45,7 +47,7 @@ from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from tests.daemon import http
 from tests.test_terminal_integration import Term
@@ -58,6 +60,7 @@ ROOT_VERSION = "v1"  # bump to rebuild every cached root
 ROOT_NAME = f"{SUITE}-minbase-{ROOT_VERSION}"
 DEFAULT_CACHE = "/var/cache/workshop-backend-test"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+APT_SOURCES = Path("/etc/apt")
 TOKEN = "chroot-test-token-0123456789abcdef"
 GRACE = 10.0
 """Seconds SIGTERM -> everything gone may take (deploy/kubernetes.yaml gives 15)."""
@@ -91,10 +94,65 @@ def _is_static(path: str) -> bool:
     return b"/ld-linux" not in head and b"/ld-musl" not in head
 
 
+def mirror_from_apt(deb822: list[str], one_line: list[str], suite: str = SUITE) -> str | None:
+    """The archive URI apt uses for ``suite`` (not its -security or -updates pocket), or None.
+
+    ``deb822`` are the texts of ``*.sources`` files (stanzas of ``Types``,
+    ``URIs``, ``Suites``, ``Enabled``); ``one_line`` those of
+    ``sources.list`` files (``deb [options] URI suite components``).  Where
+    apt works, debootstrap works with the same mirror (a proxy, a local
+    mirror, a snapshot).
+    """
+    for text in deb822:
+        for stanza in text.split("\n\n"):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if line.startswith("#") or ":" not in line or line[:1].isspace():
+                    continue
+                name, _, value = line.partition(":")
+                fields[name.strip().lower()] = value.strip()
+            if fields.get("enabled", "yes").lower() == "no" or "deb" not in fields.get("types", "").split():
+                continue
+            if suite in fields.get("suites", "").split() and fields.get("uris"):
+                return fields["uris"].split()[0]
+    for text in one_line:
+        for line in text.splitlines():
+            words = line.split("#", 1)[0].split()
+            if words[:1] != ["deb"]:
+                continue
+            words = words[1:]
+            if words and words[0].startswith("["):
+                while words and not words[0].endswith("]"):
+                    words.pop(0)
+                words = words[1:]
+            if len(words) >= 2 and words[1] == suite:
+                return words[0]
+    return None
+
+
+def debian_mirror(apt: Path = APT_SOURCES) -> str:
+    """``WORKSHOP_TEST_DEBIAN_MIRROR``, else the mirror of this machine's apt, else deb.debian.org."""
+    chosen = os.environ.get("WORKSHOP_TEST_DEBIAN_MIRROR")
+    if chosen:
+        return chosen
+
+    def texts(paths: list[Path]) -> list[str]:
+        out = []
+        for path in paths:
+            try:
+                out.append(path.read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+        return out
+
+    deb822 = texts(sorted((apt / "sources.list.d").glob("*.sources")))
+    one_line = texts([apt / "sources.list", *sorted((apt / "sources.list.d").glob("*.list"))])
+    return mirror_from_apt(deb822, one_line) or DEFAULT_MIRROR
+
+
 def debootstrap_command(target: Path) -> list[str]:
     """The debootstrap that makes a minimal root."""
-    mirror = os.environ.get("WORKSHOP_TEST_DEBIAN_MIRROR", DEFAULT_MIRROR)
-    return ["debootstrap", "--variant=minbase", SUITE, str(target), mirror]
+    return ["debootstrap", "--variant=minbase", SUITE, str(target), debian_mirror()]
 
 
 def prepare(cache: Path | None = None) -> Path:
@@ -425,3 +483,46 @@ if __name__ == "__main__":
     else:
         print("usage: python -m tests.test_chroot prepare", file=sys.stderr)
         sys.exit(2)
+
+
+class MirrorTests(SynchronousTestCase):
+    """The debootstrap mirror is the one this machine's apt uses (runs everywhere: no root needed)."""
+
+    def test_deb822(self) -> None:
+        """The main archive of the suite, not its security pocket; disabled stanzas and comments skipped."""
+        sources = (
+            "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n"
+            "Components: main\n\n"
+            "# a comment\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\nEnabled: no\n\n"
+            "Types: deb deb-src\nURIs: http://mirror.example/debian http://other.example/debian\n"
+            "Suites: bookworm bookworm-updates\nComponents: main\n"
+        )
+        self.assertEqual(mirror_from_apt([sources], []), "http://mirror.example/debian")
+
+    def test_one_line(self) -> None:
+        """``sources.list`` lines, with options in brackets; deb-src and other suites ignored."""
+        listing = (
+            "deb-src http://src.example/debian bookworm main\n"
+            "deb http://security.example/debian-security bookworm-security main\n"
+            "deb [arch=amd64 signed-by=/k.gpg] http://proxy.example:3142/debian bookworm main # local proxy\n"
+        )
+        self.assertEqual(mirror_from_apt([], [listing]), "http://proxy.example:3142/debian")
+
+    def test_none(self) -> None:
+        """Nothing for the suite: None (the caller falls back to deb.debian.org)."""
+        self.assertIsNone(
+            mirror_from_apt(["Types: deb\nURIs: http://x/ubuntu\nSuites: noble\n"], ["deb http://x trixie main"])
+        )
+
+    def test_from_files_and_environment(self) -> None:
+        """Read from an apt directory; the environment variable wins; the default last."""
+        apt = Path(self.mktemp())
+        (apt / "sources.list.d").mkdir(parents=True)
+        self.patch(os, "environ", {k: v for k, v in os.environ.items() if k != "WORKSHOP_TEST_DEBIAN_MIRROR"})
+        self.assertEqual(debian_mirror(apt), DEFAULT_MIRROR)
+        (apt / "sources.list.d" / "debian.sources").write_text(
+            "Types: deb\nURIs: http://m.example/debian\nSuites: bookworm\n"
+        )
+        self.assertEqual(debian_mirror(apt), "http://m.example/debian")
+        os.environ["WORKSHOP_TEST_DEBIAN_MIRROR"] = "http://chosen.example/debian"
+        self.assertEqual(debian_mirror(apt), "http://chosen.example/debian")

@@ -464,9 +464,11 @@ class ContractTests(TestCase):
         first = (await self.api(url, "GET", "/api/v1/steps/intro"))[1]
         self.assertEqual((first["previous"], first["hints"]), (None, 2))
         self.assertIsNone((await self.api(url, "GET", "/api/v1/steps/last"))[1]["next"])
-        code, hint = await self.api(url, "GET", "/api/v1/steps/intro/hints/1")
+        self.assert_error(await self.api(url, "GET", "/api/v1/steps/intro/hints/1"), 409, "hint_not_revealed")
+        code, hint = await self.api(url, "POST", "/api/v1/steps/intro/hints/1")
         self.assertEqual((code, hint), (200, {"index": 1, "html": "<p>Really.</p>"}))
-        self.assert_error(await self.api(url, "GET", "/api/v1/steps/intro/hints/2"), 404, "unknown_hint")
+        self.assertEqual(await self.api(url, "GET", "/api/v1/steps/intro/hints/1"), (200, hint))
+        self.assert_error(await self.api(url, "POST", "/api/v1/steps/intro/hints/2"), 404, "unknown_hint")
         self.assert_error(await self.api(url, "GET", "/api/v1/steps/nope"), 404, "unknown_step")
         rows = {r["step"]: r for r in (await self.api(url, "GET", "/api/v1/progress"))[1]["steps"]}
         self.assertEqual(rows["intro"]["hints_revealed"], 1)

@@ -161,14 +161,14 @@ class DaemonTests(TestCase):
         self.assertTrue(await gone(ttyds), "no ttyd after SIGTERM")
 
     async def test_token_login_and_page(self) -> None:
-        """?token= sets the cookie and redirects; the page and its assets load with it."""
+        """?token= sets the page cookie and redirects with the browser key; the page and its assets load."""
         daemon = self.spawn()
         url = await daemon.listening
         await d.wait_ready(url)
         response = await d.http().get(url + f"?token={TOKEN}", allow_redirects=False)
         await response.text()
         self.assertEqual(response.code, 303)
-        self.assertEqual(response.headers.getRawHeaders("location"), ["/"])
+        self.assertRegex(response.headers.getRawHeaders("location")[0], r"^/#key=[A-Za-z0-9_-]{43}$")
         cookie = response.headers.getRawHeaders("set-cookie")[0].split(";")[0]
         page = await d.http().get(url, headers=Headers({"Cookie": [cookie]}))
         html = await page.text()

@@ -22,6 +22,7 @@ from workshop_backend.content.render import render_hint, render_markdown
 from workshop_backend.validation.spec import parse_validation
 from workshop_backend.workshop import demo
 from workshop_backend.workshop.demo import DEMO_IMAGE_TAG, load_demo, main, write_demo_distribution
+from workshop_backend.workshop.distribution import load_distribution
 
 STEP_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 FORMAT_1_COLUMNS = {
@@ -127,10 +128,6 @@ class DemoDistributionTests(SynchronousTestCase):
 
     def test_loads_through_distribution_loader(self) -> None:
         """The backend's own loader accepts the demo (and every step is runnable as --step)."""
-        try:
-            from workshop_backend.workshop.distribution import load_distribution
-        except ImportError:  # pragma: no cover - the loader is written separately
-            raise self.skipTest("workshop_backend.workshop.distribution is not there yet") from None
         dist = load_distribution(self.path)
         workshop = dist.workshop
         self.assertEqual(workshop.id, "linux-first-steps")
@@ -191,10 +188,12 @@ class DemoContentTests(SynchronousTestCase):
         self.assertNotIn("{{", html)
 
     def test_killercoda_suffix_used(self) -> None:
-        """At least one block uses the Killercoda ```` ```{{exec}} ```` form, and it renders as exec."""
+        """At least one block uses the Killercoda ```` ```{{exec}} ```` form, and it renders as exec
+        (with its language, so the page labels it like the step's other blocks)."""
         sources = [s for s in self.demo.steps if re.search(r"^```\{\{exec\}\}$", s.markdown, re.MULTILINE)]
         self.assertTrue(sources)
-        self.assertIn('<div class="codeblock" data-action="exec">', render_markdown(sources[0].markdown))
+        html = render_markdown(sources[0].markdown)
+        self.assertIn('<div class="codeblock" data-action="exec" data-lang="bash">', html)
 
     def test_hints_render(self) -> None:
         """Every hint renders to non-empty HTML."""

@@ -24,8 +24,10 @@ from twisted.web.static import Data
 
 from tests.test_api import Harness, standard
 from workshop_backend.http.api import Api
+from workshop_backend.http.limits import ClientLimit
 from workshop_backend.http.security import Guard, content_security_policy
 from workshop_backend.http.site import GuardedResource, make_site
+from workshop_backend.http.tickets import Tickets
 
 SEED = 20261125
 RANDOM_CASES = 220
@@ -220,6 +222,7 @@ class HttpJunkTests(TestCase):
             terminal=Data(b"terminal", "text/plain"),
             terminals=h.terminals,
             events=Data(b"events", "text/plain"),
+            tickets=Tickets(reactor.seconds),
         )
         api.attach(h.runtime)
         guard = Guard(auth="none", token=None)
@@ -227,6 +230,8 @@ class HttpJunkTests(TestCase):
         self.site = make_site(
             GuardedResource(api.resource(), guard, content_security_policy([])),
             body_cap=api.body_cap,
+            guard=guard,
+            clients=ClientLimit(),
             request_timeout=0.5,
             idle_timeout=0.5,
             timeout=1.0,

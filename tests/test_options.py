@@ -18,7 +18,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Protocol
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.usage import UsageError
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.distributions import StepDef, standard, write
 from workshop_backend import config
@@ -659,10 +659,6 @@ class DemoTests(OptionsTestCase):
 
     def test_demo(self) -> None:
         """The demo distribution is written into the state dir and loaded; --distribution is ignored."""
-        try:
-            import workshop_backend.workshop.demo  # noqa: F401
-        except ImportError:
-            raise SkipTest("workshop_backend.workshop.demo does not exist yet") from None
         settings = self.parse(["--demo", "--distribution", "/nonexistent"])
         demo_path = self.state / "demo" / "distribution.sqlite"
         self.assertEqual((settings.demo, settings.distribution.path), (True, demo_path))

@@ -47,10 +47,10 @@ def steps() -> list[StepDef]:
 class HeldPool(SyncPool):
     """A :class:`SyncPool` whose transactions can be held and then run in order.
 
-    While ``holding``, each ``runInteraction`` is queued (as adbapi's single
-    connection queues them) and its Deferred fires only when the test calls
-    :meth:`release`: the test decides when a write "comes back from the
-    database thread".
+    While ``holding``, each transaction (``runWithConnection``, what the
+    store uses) is queued (as adbapi's single connection queues them) and its
+    Deferred fires only when the test calls :meth:`release`: the test decides
+    when a write "comes back from the database thread".
     """
 
     def __init__(self, path: Path) -> None:
@@ -58,10 +58,10 @@ class HeldPool(SyncPool):
         self.holding = False
         self.queue: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
 
-    def runInteraction(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    def runWithConnection(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
         """Run now, or queue while holding."""
         if not self.holding:
-            return super().runInteraction(fn, *args)
+            return super().runWithConnection(fn, *args)
         d: Deferred[Any] = Deferred()
         self.queue.append((fn, args, d))
         return d
@@ -69,14 +69,14 @@ class HeldPool(SyncPool):
     def release_one(self) -> None:
         """Run the oldest queued transaction (and go on holding the others)."""
         fn, args, d = self.queue.pop(0)
-        SyncPool.runInteraction(self, fn, *args).chainDeferred(d)
+        SyncPool.runWithConnection(self, fn, *args).chainDeferred(d)
 
     def release(self) -> None:
         """Stop holding and run the queued transactions, first in first out."""
         self.holding = False
         while self.queue:
             fn, args, d = self.queue.pop(0)
-            super().runInteraction(fn, *args).chainDeferred(d)
+            super().runWithConnection(fn, *args).chainDeferred(d)
 
 
 class Rig:

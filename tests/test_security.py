@@ -59,6 +59,7 @@ def guarded(
         token=TOKEN if auth == "token" else None,
         allowed_hosts=hosts,
         allowed_origins=origins,
+        tickets=h.api.tickets,
     )
     h.resource = GuardedResource(h.api.resource(), h.guard, content_security_policy(origins))
     h.treq = StubTreq(h.resource)
@@ -66,7 +67,7 @@ def guarded(
 
 
 def session_cookie(case: SynchronousTestCase, h: Harness) -> dict[str, str]:
-    """Log in with ``?token=`` and answer the cookie it set."""
+    """Log in with ``?token=`` and answer the page cookie it set."""
     code, _, response = h.request("GET", f"/?token={TOKEN}", allow_redirects=False)
     case.assertEqual(code, 303)
     name, value = response.headers.getRawHeaders(b"set-cookie")[0].split(b";")[0].split(b"=", 1)
@@ -247,7 +248,9 @@ class TokenLoginTests(SynchronousTestCase):
         h = guarded(self)
         code, body, response = h.request("GET", f"/?lang=en&token={TOKEN}&x=1", allow_redirects=False)
         self.assertEqual((code, body), (303, b""))
-        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"/?lang=en&x=1"])
+        self.assertEqual(
+            response.headers.getRawHeaders(b"location"), [b"/?lang=en&x=1#key=" + h.guard.browser_key.encode()]
+        )
         self.assertEqual(response.headers.getRawHeaders(b"cache-control"), [b"no-store"])
         self.assertEqual(response.headers.getRawHeaders(b"referrer-policy"), [b"no-referrer"])
         (cookie,) = response.headers.getRawHeaders(b"set-cookie")
@@ -257,7 +260,9 @@ class TokenLoginTests(SynchronousTestCase):
         self.assertIn(b"path=/", attributes)
         self.assertNotIn(b"secure", attributes)
         self.assertNotIn(TOKEN.encode(), cookie)
-        self.assertRegex(cookie.split(b"=")[0].decode(), r"^workshop_session_\d+$")
+        self.assertNotIn(h.guard.browser_key.encode(), cookie)
+        self.assertIn(b"max-age=2592000", attributes)
+        self.assertRegex(cookie.split(b"=")[0].decode(), r"^workshop_page_\d+$")
 
     def test_secure_cookie_behind_https(self) -> None:
         """Over HTTPS (here: a TLS-terminating ingress saying so) the cookie is Secure."""
@@ -278,17 +283,47 @@ class TokenLoginTests(SynchronousTestCase):
             def getHost(self) -> Address:
                 return Address()
 
-        self.assertEqual(Guard.cookie_name(FakeRequest()), b"workshop_session_8123")  # type: ignore[arg-type]
+        self.assertEqual(Guard.cookie_name(FakeRequest()), b"workshop_page_8123")  # type: ignore[arg-type]
 
-    def test_cookie_grants_api_events_terminal(self) -> None:
-        """The cookie works for the API, the event stream and the terminal's address."""
+    def test_cookie_opens_only_the_page(self) -> None:
+        """The page cookie opens the page; not the API, the event stream or the terminal, whatever the Origin.
+
+        Browsers send it to every port of the host (finding 1 of issue 12):
+        a server on another port receives it and can replay it.
+        """
         h = guarded(self)
         cookies = session_cookie(self, h)
-        self.assertEqual(h.get("/api/v1/status", cookies=cookies)[0], 200)
-        self.assertEqual(h.get("/api/v1/events", cookies=cookies)[0], 200)
-        # The Harness's terminal is a stand-in resource: 200 means the guard let the request through.
-        self.assertEqual(h.get("/terminal", cookies=cookies)[0], 200)
         self.assertEqual(h.get("/", cookies=cookies)[0], 200)
+        for origin in ({}, {"Origin": BASE}, {"Origin": "http://127.0.0.1:8000"}):
+            for path in ("/api/v1/status", "/api/v1/events", "/terminal", "/api/v1/state"):
+                with self.subTest(path=path, origin=origin):
+                    self.assertIn(h.get(path, cookies=cookies, headers=origin)[0], (401, 403))
+            code, _ = h.post("/api/v1/navigation", {"action": "next"}, cookies=cookies, headers={**JSON, **origin})
+            self.assertIn(code, (401, 403))
+        self.assertEqual(h.post("/api/v1/tickets", cookies=cookies)[0], 401)
+        self.assertEqual(h.runtime.status().current_step, "intro")
+
+    def test_browser_key_and_tickets(self) -> None:
+        """The browser key opens the API as a bearer; a ticket from it opens the stream or the terminal once."""
+        h = guarded(self)
+        key = {"Authorization": f"Bearer {h.guard.browser_key}"}
+        self.assertEqual(h.get("/api/v1/status", headers=key)[0], 200)
+        for path in ("/api/v1/events", "/terminal"):
+            with self.subTest(path=path):
+                code, body = h.post("/api/v1/tickets", headers=key)
+                self.assertEqual(code, 200)
+                self.assertEqual(body["expires_in"], 60)
+                ticket = body["ticket"]
+                # The Harness's stream and terminal are stand-ins: 200 means the guard let the request through.
+                self.assertEqual(h.get(f"{path}?ticket={ticket}")[0], 200)
+                self.assertEqual(h.get(f"{path}?ticket={ticket}")[0], 401)  # single use
+        ticket = h.post("/api/v1/tickets", headers=key)[1]["ticket"]
+        self.assertEqual(h.get(f"/api/v1/status?ticket={ticket}")[0], 401)  # tickets open no API call
+        self.assertEqual(h.get(f"/api/v1/events?ticket={ticket}")[0], 200)  # and were not spent by it
+        ticket = h.post("/api/v1/tickets", headers=key)[1]["ticket"]
+        h.clock.advance(61)
+        self.assertEqual(h.get(f"/terminal?ticket={ticket}")[0], 401)  # expired
+        self.assertEqual(h.get("/terminal?ticket=made-up")[0], 401)
 
     def test_bearer_grants_api_events_terminal(self) -> None:
         """So does ``Authorization: Bearer`` (the scheme name in any case)."""
@@ -637,18 +672,21 @@ class OriginTests(SynchronousTestCase):
         self.assertEqual(h.get("/api/v1/status", headers={**BEARER, "Origin": "http://evil.example"})[0], 200)
 
     def test_websocket_handshake(self) -> None:
-        """``/terminal``: a foreign or null Origin is refused, with or without Upgrade, even with the cookie."""
+        """``/terminal``: a foreign or null Origin is refused, with or without Upgrade, even with a ticket."""
         h = guarded(self)
-        cookies = session_cookie(self, h)
         upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}
+
+        def ticket() -> str:
+            return str(h.post("/api/v1/tickets", headers=BEARER)[1]["ticket"])
+
         for origin in ("http://evil.example", "null", "http://127.0.0.1:8080.evil.example", "http://localhost:8080"):
             for headers in (upgrade, {}):
                 with self.subTest(origin=origin, upgrade=bool(headers)):
-                    code, body = h.get("/terminal", headers={**headers, "Origin": origin}, cookies=cookies)
+                    code, body = h.get(f"/terminal?ticket={ticket()}", headers={**headers, "Origin": origin})
                     self.assertEqual((code, body["error"]), (403, "forbidden_origin"))
         # Same origin, or no Origin at all (not a browser): through to the terminal (a stand-in here: 200).
-        self.assertEqual(h.get("/terminal", headers={**upgrade, "Origin": BASE}, cookies=cookies)[0], 200)
-        self.assertEqual(h.get("/terminal", headers=upgrade, cookies=cookies)[0], 200)
+        self.assertEqual(h.get(f"/terminal?ticket={ticket()}", headers={**upgrade, "Origin": BASE})[0], 200)
+        self.assertEqual(h.get(f"/terminal?ticket={ticket()}", headers=upgrade)[0], 200)
         # Without credentials a same-origin handshake is still refused.
         self.assertEqual(guarded(self).get("/terminal", headers={**upgrade, "Origin": BASE})[0], 401)
 
@@ -1167,7 +1205,7 @@ class DaemonSecurityTests(TestCase):
         client = d.http()
         login = await client.get(f"{url}?token={token}", allow_redirects=False)
         self.assertEqual(login.code, 303)
-        self.assertEqual(login.headers.getRawHeaders(b"location"), [b"/"])
+        self.assertRegex(login.headers.getRawHeaders("location")[0], r"^/#key=[A-Za-z0-9_-]{43}$")
         await login.content()
         for path in (f"?token={token}x", f"api/v1/status?token={token}", f"nothing?token={token}"):
             response = await client.get(url + path, allow_redirects=False)
@@ -1198,7 +1236,12 @@ class DaemonSecurityTests(TestCase):
         self.assertIn(b"--auth none: anyone who reaches this port gets a shell", open_daemon.output)
 
     async def test_many_idle_connections(self) -> None:
-        """200 idle and half-open connections, then a normal request: still 200; handshakes still guarded."""
+        """200 idle and half-open connections from one address: past 64 they are refused, and the
+        daemon still answers other addresses (and handshakes are still guarded).
+
+        Before issue 12 all 200 were held; now one address holds at most 64
+        (``CONNECTIONS_PER_CLIENT``), so the client below comes from 127.0.0.2.
+        """
         daemon = self.start(env={"WORKSHOP_TOKEN": TOKEN})
         url = await daemon.listening
         await daemon.when_ready()
@@ -1220,22 +1263,27 @@ class DaemonSecurityTests(TestCase):
             elif i % 4 == 3:
                 s.shutdown(socket.SHUT_WR)  # half-closed
             sockets.append(s)
-        client = d.http()
-        response = await client.get(
-            url + "api/v1/status", headers=Headers({"Authorization": [f"Bearer {TOKEN}"]}), timeout=10
-        )
-        self.assertEqual(response.code, 200)
-        body = json.loads(await response.text())
-        self.assertEqual(body["workshop"], "linux-first-steps")
-        health = await client.get(url + "healthz", timeout=10)
-        self.assertEqual(health.code, 200)
-        await health.content()
+
+        def get(path: str, headers: str = "") -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0)) as s:
+                s.sendall(
+                    f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{headers}\r\n".encode()
+                )
+                out = b""
+                while chunk := s.recv(65536):
+                    out += chunk
+                return out
+
+        status = get("/api/v1/status", f"Authorization: Bearer {TOKEN}\r\n")
+        self.assertTrue(status.startswith(b"HTTP/1.1 200 "), status[:200])
+        self.assertIn(b'"workshop":"linux-first-steps"', status)
+        self.assertTrue(get("/healthz").startswith(b"HTTP/1.1 200 "))
         # And the real wiring refuses cross-origin or token-less terminal handshakes before any upgrade.
-        for origin, auth, status in (
+        for origin, auth, status_code in (
             ("http://evil.example", f"Authorization: Bearer {TOKEN}\r\n", b"403"),
             (f"http://127.0.0.1:{port}", "", b"401"),
         ):
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.2", 0)) as s:
                 s.sendall(
                     (
                         f"GET /terminal HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
@@ -1243,4 +1291,4 @@ class DaemonSecurityTests(TestCase):
                         f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: tty\r\nOrigin: {origin}\r\n{auth}\r\n"
                     ).encode()
                 )
-                self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 " + status), origin)
+                self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 " + status_code), origin)

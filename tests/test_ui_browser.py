@@ -29,11 +29,17 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
+
+try:  # Playwright's waiting assertions ("see(locator).to_have_text(...)" waits for it)
+    from playwright.sync_api import expect as see
+except ImportError:  # skipped below, with the reason
+    see = None  # type: ignore[assignment]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -203,6 +209,15 @@ class Daemon:
             return json.loads(response.read() or b"null")
 
 
+def wait_log(daemon: Daemon, text: str) -> None:
+    """Wait (bounded) until the daemon has logged a line containing ``text``."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not any(text in line for line in list(daemon.log)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the daemon never logged {text!r}")
+        time.sleep(0.05)
+
+
 def terminal_text(page: Any) -> str:
     """The text the active terminal shows."""
     return str(page.locator(ACTIVE_ROWS).inner_text())
@@ -295,8 +310,10 @@ class BrowserTestCase(TestCase):
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
                 try:
-                    page = browser.new_page(viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
+                    context = browser.new_context(viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
+                    page = context.new_page()
                     page.set_default_timeout(WAIT_MS)
+                    see.set_options(timeout=WAIT_MS)
                     problems: list[str] = []
                     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
                     page.on(
@@ -340,57 +357,58 @@ class ContentTests(BrowserTestCase):
             workshop = self.daemon.api("GET", "/api/v1/workshop")
             first = workshop["steps"][0]
             count = len(workshop["steps"])
-            self.assertEqual(page.locator("#step-title").inner_text(), first["title"])
-            self.assertEqual(page.locator("#workshop-title").inner_text(), workshop["title"])
-            self.assertEqual(page.locator("#step-kicker").inner_text().lower(), f"step 1 of {count}")
-            self.assertIn("terminal", page.locator("#step-content").inner_text())
+            see(page.locator("#step-title")).to_have_text(first["title"], use_inner_text=True)
+            see(page.locator("#workshop-title")).to_have_text(workshop["title"], use_inner_text=True)
+            see(page.locator("#step-kicker")).to_have_text(re.compile(f"step 1 of {count}", re.I), use_inner_text=True)
+            see(page.locator("#step-content")).to_contain_text("terminal", use_inner_text=True)
             block = page.locator(".codeblock.exec").first
-            self.assertTrue(block.get_by_role("button", name="Run this in the terminal").is_visible())
-            self.assertTrue(block.get_by_role("button", name="Copy to the clipboard").is_visible())
-            self.assertGreater(page.locator("button.inline-action[data-action=exec]").count(), 0)
+            see(block.get_by_role("button", name="Run this in the terminal")).to_be_visible()
+            see(block.get_by_role("button", name="Copy to the clipboard")).to_be_visible()
+            see(page.locator("button.inline-action[data-action=exec]").first).to_be_visible()
             # The intro has no rules: no Check; it is the first step: no Previous.
-            self.assertTrue(page.locator("#check").is_hidden())
-            self.assertTrue(page.get_by_role("button", name="Previous").is_disabled())
+            see(page.locator("#check")).to_be_hidden()
+            see(page.get_by_role("button", name="Previous")).to_be_disabled()
             wait_prompt(page)
             self.shot(page, "content-wide")
 
             page.get_by_role("button", name="All steps").click()
             items = page.locator("#step-list .step-item")
-            self.assertEqual(items.count(), count)
-            self.assertEqual(items.first.get_attribute("aria-current"), "step")
-            self.assertTrue(items.last.is_disabled())  # linear: later steps are locked
+            see(items).to_have_count(count)
+            see(items.first).to_have_attribute("aria-current", "step")
+            see(items.last).to_be_disabled()  # linear: later steps are locked
             self.shot(page, "step-list")
             page.keyboard.press("Escape")
-            self.assertTrue(page.locator("#step-panel").is_hidden())
+            see(page.locator("#step-panel")).to_be_hidden()
 
             divider = page.get_by_role("separator")
             before = int(divider.get_attribute("aria-valuenow"))
             width = page.locator("#instructions").bounding_box()["width"]
             divider.focus()
             page.keyboard.press("Shift+ArrowRight")
-            self.assertEqual(int(divider.get_attribute("aria-valuenow")), before + 10)
-            self.assertGreater(page.locator("#instructions").bounding_box()["width"], width + 50)
+            see(divider).to_have_attribute("aria-valuenow", str(before + 10))
+            page.wait_for_function(
+                "w => document.getElementById('instructions').getBoundingClientRect().width > w", arg=width + 50
+            )
 
         return self.in_browser(body)
 
     def test_narrow_layout(self) -> Deferred[None]:
-        """At 390 px (dark scheme) the page stacks: instructions, then a
-        fitted terminal, no sideways scrolling, and ttyd is told the size."""
+        """At 390 px (dark scheme) the page stacks: instructions above a
+        fitted terminal, both on screen, the page itself scrolling neither
+        way, and ttyd is told the size."""
 
         def body(page: Any) -> None:
             page.wait_for_selector(TERMINAL_OPEN)
-            overflow = page.evaluate("document.documentElement.scrollWidth")
-            self.assertLessEqual(overflow, NARROW["width"])
+            self.assertLessEqual(page.evaluate("document.documentElement.scrollWidth"), NARROW["width"])
+            self.assertLessEqual(page.evaluate("document.documentElement.scrollHeight"), NARROW["height"])
             instructions = page.locator("#instructions").bounding_box()
             terminal = page.locator("#terminal-pane").bounding_box()
             self.assertGreaterEqual(terminal["y"], instructions["y"] + instructions["height"] - 1)
+            self.assertLessEqual(terminal["y"] + terminal["height"], NARROW["height"] + 0.5)
             self.assertLessEqual(terminal["width"], NARROW["width"])
-            self.assertTrue(page.locator("#divider").is_hidden())
-            self.assertTrue(page.get_by_role("button", name="Next").is_visible())
+            see(page.get_by_role("separator")).to_have_attribute("aria-orientation", "horizontal")
+            see(page.get_by_role("button", name="Next")).to_be_visible()
             self.shot(page, "narrow-top")
-            # The terminal is below the instructions: a button takes the student there.
-            page.get_by_role("button", name="Terminal", exact=True).click()
-            page.wait_for_function("document.activeElement.classList.contains('xterm-helper-textarea')")
             wait_prompt(page)
             run_and_wait(page, "stty size > size.txt", "size")
             rows, cols = (int(n) for n in (self.daemon.workspace / "size.txt").read_text().split())
@@ -423,7 +441,7 @@ class TerminalTests(BrowserTestCase):
             steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
             click_next(page, steps[1]["title"])
             page.wait_for_selector(TERMINAL_OPEN)
-            self.assertIn("mkdir notes", page.locator(".codeblock.exec").first.inner_text())
+            see(page.locator(".codeblock.exec").first).to_contain_text("mkdir notes", use_inner_text=True)
             run_block(page, 0)
             run_and_wait(page, "true", "ran")
             self.assertTrue((self.daemon.workspace / "notes").is_dir())
@@ -447,7 +465,7 @@ class TerminalTests(BrowserTestCase):
             # A shell that exits with an error (close code 4000) says so, and also offers a new one.
             type_in_terminal(page, "exit 3")
             page.wait_for_selector('.term-tab[data-active="true"][data-state="exited"][data-close-code="4000"]')
-            self.assertIn("ended with an error", page.locator(".term-overlay").inner_text())
+            see(page.locator(".term-overlay")).to_contain_text("ended with an error", use_inner_text=True)
             page.get_by_role("button", name="Start a new shell").click()
             page.wait_for_selector(TERMINAL_OPEN)
 
@@ -486,6 +504,8 @@ class TerminalTests(BrowserTestCase):
             pids = {(self.daemon.workspace / f"shell-{n}").read_text() for n in (1, 2)}
             self.assertEqual(len(pids), 2)
             page.get_by_role("tab", name="Terminal 1").click()
+            page.wait_for_selector('#term-1-tab[aria-selected="true"]')
+            wait_terminal_shows(page, "one-1003")  # terminal 1's own output: its screen is shown
             self.assertNotIn("shell-2", terminal_text(page))
             self.shot(page, "two-tabs")
 
@@ -502,18 +522,19 @@ class StepTests(BrowserTestCase):
         def body(page: Any) -> None:
             steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
             click_next(page, steps[1]["title"])
-            self.assertEqual(page.locator("#step-kicker").inner_text().lower(), f"step 2 of {len(steps)}")
-            self.assertTrue(page.locator("#check").is_visible())
+            see(page.locator("#step-kicker")).to_have_text(
+                re.compile(f"step 2 of {len(steps)}", re.I), use_inner_text=True
+            )
+            see(page.locator("#check")).to_be_visible()
             page.get_by_role("button", name="Next", exact=True).click()
-            failed = page.wait_for_selector(".results.failed")
-            self.assertIn("notes/hello.txt", failed.inner_text())
-            self.assertEqual(page.locator("#step-title").inner_text(), steps[1]["title"])
+            see(page.locator(".results.failed")).to_contain_text("notes/hello.txt", use_inner_text=True)
+            see(page.locator("#step-title")).to_have_text(steps[1]["title"], use_inner_text=True)
             self.shot(page, "next-refused")
             page.get_by_role("button", name="Previous").click()
             page.wait_for_function(
                 "t => document.getElementById('step-title').textContent === t", arg=steps[0]["title"]
             )
-            self.assertTrue(page.locator("#results").is_hidden())
+            see(page.locator("#results")).to_be_hidden()
 
         return self.in_browser(body)
 
@@ -527,18 +548,17 @@ class StepTests(BrowserTestCase):
             steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
             click_next(page, steps[1]["title"])
             page.get_by_role("button", name="Check", exact=True).click()
-            rule = page.wait_for_selector(".results.failed .rule.fail")
-            self.assertIn(message, rule.inner_text())
-            rule.query_selector("summary").click()
-            self.assertTrue(rule.query_selector("details pre").is_visible())
+            rule = page.locator(".results.failed .rule.fail")
+            see(rule).to_contain_text(message, use_inner_text=True)
+            rule.locator("summary").click()
+            see(rule.locator("details pre")).to_be_visible()
             self.shot(page, "check-failed")
 
             run_block(page, 0)  # mkdir notes
             run_block(page, 1)  # echo 'Hello, workshop!' > notes/hello.txt
             run_and_wait(page, "true", "done")
             page.get_by_role("button", name="Check", exact=True).click()
-            passed = page.wait_for_selector(".results.passed")
-            self.assertIn("All checks passed", passed.inner_text())
+            see(page.locator(".results.passed")).to_contain_text("All checks passed", use_inner_text=True)
             page.wait_for_selector(f'#step-list .step-item.completed[data-step="{steps[1]["id"]}"]', state="attached")
             self.shot(page, "check-passed")
 
@@ -555,13 +575,13 @@ class StepTests(BrowserTestCase):
             for n in range(1, total + 1):
                 page.locator("#hint-button").click()
                 page.wait_for_selector(f".hint:nth-child({n})")
-            self.assertEqual(page.locator(".hint").count(), total)
-            self.assertTrue(page.locator("#hint-button").is_hidden())
+            see(page.locator(".hint")).to_have_count(total)
+            see(page.locator("#hint-button")).to_be_hidden()
             self.shot(page, "hints")
             # Revealed hints are part of the student's progress: a reload keeps them.
             page.reload()
             page.wait_for_selector(f".hint:nth-child({total})")
-            self.assertTrue(page.locator("#hint-button").is_hidden())
+            see(page.locator("#hint-button")).to_be_hidden()
 
         return self.in_browser(body)
 
@@ -580,7 +600,7 @@ class RecoveryTests(BrowserTestCase):
             self.daemon.stop()
             page.wait_for_selector("#banner:not([hidden])")
             page.wait_for_selector('.term-tab[data-active="true"][data-state="reconnecting"]')
-            self.assertIn("Reconnecting", page.locator("#banner").inner_text())
+            see(page.locator("#banner")).to_contain_text("Reconnecting", use_inner_text=True)
             self.shot(page, "reconnecting")
             self.daemon.start()
             page.wait_for_selector("#banner", state="hidden")
@@ -588,7 +608,7 @@ class RecoveryTests(BrowserTestCase):
             run_and_wait(page, "touch marker-after-restart", "back")
             self.assertTrue((self.daemon.workspace / "marker-after-restart").is_file())
             self.assertTrue(page.evaluate("window.__sameDocument === true"))
-            self.assertFalse(page.get_by_role("button", name="Next").is_disabled())
+            see(page.get_by_role("button", name="Next")).to_be_enabled()
             self.shot(page, "recovered")
 
         return self.in_browser(body)
@@ -611,8 +631,8 @@ class TokenTests(BrowserTestCase):
             self.daemon.token = "ui-test-token-0002"
             self.daemon.start()
             page.wait_for_selector("#auth-page", state="visible")
-            self.assertIn("needs its access token", page.locator("#auth-page h1").inner_text())
-            self.assertTrue(page.locator("#app").is_hidden())
+            see(page.locator("#auth-page h1")).to_contain_text("needs its access token", use_inner_text=True)
+            see(page.locator("#app")).to_be_hidden()
             self.shot(page, "token-needed")
 
         return self.in_browser(body, path=f"/?token={self.token}")
@@ -645,16 +665,19 @@ class TransitionTests(BrowserTestCase):
             page.wait_for_selector(TERMINAL_OPEN)
             page.evaluate("window.__sameDocument = true")
             page.get_by_role("button", name="Next", exact=True).click()
-            note = page.wait_for_selector("#transition-note:not([hidden])")
-            self.assertIn("environment for this step", note.inner_text())
+            note = page.locator("#transition-note:not([hidden])")
+            see(note).to_contain_text("environment for this step", use_inner_text=True)
+            # Not waited for, on purpose: when the note shows, the new step's
+            # title must already be there (a status never renders its phase
+            # above the previous step).
             self.assertEqual(page.locator("#step-title").inner_text(), second[1])
-            self.assertTrue(page.get_by_role("button", name="Next", exact=True).is_disabled())
+            see(page.get_by_role("button", name="Next", exact=True)).to_be_disabled()
             self.shot(page, "transitioning")
             # What the CLI or operator does: replace the container.
             port = self.daemon.port
             self.daemon.stop()
             page.wait_for_selector("#banner:not([hidden])")
-            self.assertIn("Preparing", page.locator("#banner").inner_text())
+            see(page.locator("#banner")).to_contain_text("Preparing", use_inner_text=True)
             self.daemon = self.new_daemon(
                 old.state_dir.with_name("container-2"),
                 args=("--distribution", str(distribution), "--step", second[0]),
@@ -671,7 +694,7 @@ class TransitionTests(BrowserTestCase):
             followed = time.monotonic() - ready
             print(f"\ncontainer swap followed {followed * 1000:.0f} ms after the new backend was ready")
             (ARTIFACTS / "swap-follow.txt").write_text(f"{followed * 1000:.0f} ms\n")
-            self.assertEqual(page.locator("#step-title").inner_text(), second[1])
+            see(page.locator("#step-title")).to_have_text(second[1], use_inner_text=True)
             run_and_wait(page, "touch marker-new-container", "moved")
             self.assertTrue((self.daemon.workspace / "marker-new-container").is_file())
             self.assertTrue(page.evaluate("window.__sameDocument === true"))
@@ -686,7 +709,7 @@ def terminal_lines(page: Any) -> list[str]:
     return [row.replace("\u00a0", " ").rstrip() for row in rows]
 
 
-class SessionTests(BrowserTestCase):
+class TerminalSessionTests(BrowserTestCase):
     """Terminals that survive the browser: reloads, tabs, a network cut, a second device."""
 
     def test_reload_keeps_the_shell(self) -> Deferred[None]:
@@ -827,3 +850,194 @@ class NetworkCutTests(BrowserTestCase):
                 await proxy.stop()
 
         return ensureDeferred(run())
+
+
+class SessionTests(BrowserTestCase):
+    """``--auth token`` as a student uses it: the link once, then reloads, new tabs, a second device."""
+
+    token = "ui-session-token-0001"
+
+    def test_reload_new_tab_and_second_device(self) -> Deferred[None]:
+        """After the link, the address bar holds neither the token nor the browser key; a reload and a
+        new tab on the bare address work (terminal included); another browser needs the full link."""
+
+        def body(page: Any) -> None:
+            page.wait_for_selector(TERMINAL_OPEN)
+            see(page).to_have_url(self.daemon.url)  # neither the token nor the browser key in the address
+            self.assertTrue(page.evaluate("localStorage.getItem('workshop-backend.key') !== null"))
+            page.reload()
+            page.wait_for_selector("#step-title:not(:empty)")
+            wait_prompt(page)
+            tab = page.context.new_page()
+            tab.set_viewport_size(WIDE_1366)
+            tab.goto(self.daemon.url)
+            wait_prompt(tab)
+            run_and_wait(tab, "touch marker-new-tab", "tab")
+            self.assertTrue((self.daemon.workspace / "marker-new-tab").is_file())
+            self.shot(tab, "session-new-tab")
+            tab.close()
+            other = page.context.browser.new_context(viewport=NARROW)  # another device
+            try:
+                device = other.new_page()
+                device.goto(self.daemon.url)
+                see(device.locator("h1")).to_have_text("Access token required")
+                device.goto(f"{self.daemon.url}?token={self.token}")
+                wait_prompt(device)
+                see(device).to_have_url(self.daemon.url)
+                self.shot(device, "session-second-device")
+            finally:
+                other.close()
+
+        return self.in_browser(body, path=f"/?token={self.token}")
+
+
+WIDE_1366 = {"width": 1366, "height": 768}
+
+ATTACKER_PAGE = """<!doctype html><title>another app</title>
+<img id="a" src="BASE/api/v1/steps/FIRST/hints/0"><img id="b" src="BASE/api/v1/steps/LOCKED/hints/0">
+<script>
+window.__results = {};
+const base = "BASE";
+const settle = (img) => new Promise((r) => { img.onload = img.onerror = r; if (img.complete) r(); });
+(async () => {
+  await Promise.all([settle(document.getElementById("a")), settle(document.getElementById("b"))]);
+  const paths = ["/api/v1/steps/FIRST/hints/0", "/api/v1/steps/LOCKED/hints/0",
+                 "/api/v1/navigation", "/api/v1/tickets"];
+  for (const path of paths) {
+    try {
+      await fetch(base + path, { method: "POST", mode: "no-cors", credentials: "include",
+        headers: { "Content-Type": "text/plain" }, body: '{"action": "next"}' });
+    } catch (e) {}
+  }
+  try {
+    const r = await fetch(base + "/api/v1/status", { credentials: "include" });
+    window.__results.status = r.status;
+  } catch (e) { window.__results.status = "unreadable"; }
+  await new Promise((resolve) => {
+    const ws = new WebSocket(base.replace("http", "ws") + "/terminal", ["tty"]);
+    ws.onopen = () => { window.__results.ws = "open"; ws.close(); resolve(); };
+    ws.onerror = ws.onclose = () => { window.__results.ws = window.__results.ws || "refused"; resolve(); };
+  });
+  window.__done = true;
+})();
+</script>"""
+
+
+class AttackerPageTests(BrowserTestCase):
+    """Finding 1 and 3 with the browser as the attacker: a page on another loopback port."""
+
+    token = "ui-attack-token-0001"
+
+    def test_page_on_another_port(self) -> Deferred[None]:
+        """The student is logged in; a page served from another port of 127.0.0.1 (which receives the
+        workshop's cookie, as every port of the host does) tries <img> and fetch on hints, navigation,
+        a ticket, the status and the terminal: nothing changes, nothing opens, and the cookie it
+        captured opens nothing when replayed."""
+        import http.server
+
+        received: list[str] = []
+        page_html: list[bytes] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                received.append(self.headers.get("Cookie") or "")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.end_headers()
+                self.wfile.write(page_html[0])
+
+            def log_message(self, *args: Any) -> None:
+                """Quiet."""
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+
+        def body(page: Any) -> None:
+            page.wait_for_selector(TERMINAL_OPEN)
+            steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
+            locked = next(s["id"] for s in steps if s["status"] == "locked")
+            base = self.daemon.url.rstrip("/")
+            page_html.append(
+                ATTACKER_PAGE.replace("BASE", base).replace("FIRST", steps[0]["id"]).replace("LOCKED", locked).encode()
+            )
+            evil = page.context.new_page()
+            evil.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            evil.wait_for_function("window.__done === true")
+            results = evil.evaluate("window.__results")
+            self.assertEqual(results["ws"], "refused")
+            self.assertEqual(results["status"], "unreadable")  # no CORS: the page cannot read anything
+            # The other port did receive the workshop's cookie: replayed, it opens nothing.
+            cookie = next((c for c in received if "workshop_page_" in c), None)
+            self.assertIsNotNone(cookie, received)
+            for method, path in (("GET", "/api/v1/status"), ("GET", "/api/v1/events"), ("POST", "/api/v1/tickets")):
+                request = Request(base + path, method=method, headers={"Cookie": str(cookie)})  # noqa: S310
+                with self.assertRaises(HTTPError) as caught:
+                    urlopen(request, timeout=10)  # noqa: S310
+                self.assertEqual(caught.exception.code, 401)
+            # Nothing changed: no hint revealed, the student still on the first step.
+            progress = self.daemon.api("GET", "/api/v1/progress")["steps"]
+            self.assertEqual(sum(p["hints_revealed"] for p in progress), 0)
+            self.assertEqual(self.daemon.api("GET", "/api/v1/status")["current_step"], steps[0]["id"])
+            evil.close()
+            # The student's own page still works.
+            run_and_wait(page, "true", "still")
+
+        return self.in_browser(body, path=f"/?token={self.token}")
+
+
+class DiskFullBannerTests(BrowserTestCase):
+    """Finding 7 as the student sees it: the banner, and the save made again by itself."""
+
+    def test_banner_and_retry(self) -> Deferred[None]:
+        """The state dir on a small tmpfs (root only): a filled disk shows the banner; Next refused for
+        lack of space is made by itself once the files are deleted."""
+        if os.geteuid() != 0:
+            raise SkipTest("mounting a small tmpfs as the state dir needs root (CI runs as root)")
+        where = Path(self.mktemp()).resolve()
+        where.mkdir(parents=True)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(where)], check=False).returncode:
+            raise SkipTest("cannot mount a tmpfs here")
+        self.daemon.stop()
+        self.daemon = self.new_daemon(where)
+        self.addCleanup(subprocess.run, ["umount", "-l", str(where)], check=False)
+        self.daemon.start()
+
+        def fill(name: str) -> Path:
+            path = self.daemon.workspace / name
+            with path.open("wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                except OSError:
+                    pass
+            return path
+
+        def body(page: Any) -> None:
+            page.set_viewport_size(WIDE_1366)
+            steps = self.daemon.api("GET", "/api/v1/workshop")["steps"]
+            page.wait_for_selector(TERMINAL_OPEN)
+            first = fill("big-1")
+            # The move is still saved (the reserve); the page now says the disk is full.
+            click_next(page, steps[1]["title"])
+            see(page.locator("#disk-banner")).to_be_visible()
+            see(page.locator("#disk-banner")).to_contain_text("du -sh * | sort -h")
+            self.shot(page, "disk-full-wide")
+            page.set_viewport_size(NARROW)
+            self.shot(page, "disk-full-narrow")
+            page.set_viewport_size(WIDE_1366)
+            # With the reserve gone too, Previous is refused (507) and waits for room.
+            second = fill("big-2")
+            page.get_by_role("button", name="Previous").click()
+            wait_log(self.daemon, "POST /api/v1/navigation 507")
+            self.assertEqual(self.daemon.api("GET", "/api/v1/status")["current_step"], steps[1]["id"])
+            first.unlink()
+            second.unlink()
+            page.wait_for_selector("#disk-banner", state="hidden", timeout=WAIT_MS)
+            page.wait_for_function(
+                "t => document.getElementById('step-title').textContent === t", arg=steps[0]["title"]
+            )
+            self.assertEqual(self.daemon.api("GET", "/api/v1/status")["problems"], [])
+
+        return self.in_browser(body)

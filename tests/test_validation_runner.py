@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
+from zope.interface import implementer
 
 from workshop_backend.validation import runner
 from workshop_backend.validation.evaluate import RuleResult, ValidationResult
@@ -412,6 +420,80 @@ class PortTests(RunnerTestCase):
         return ensureDeferred(go())
 
 
+class _Banner(Protocol):
+    """A server that greets first (as SSH or SMTP do) and reports how its connection ended."""
+
+    def __init__(self, lost: Deferred[BaseException]) -> None:
+        self.lost = lost
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(b"SSH-2.0-test\r\n")
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        assert reason.value is not None
+        self.lost.callback(reason.value)
+
+
+@implementer(IHalfCloseableProtocol)
+class _DeafBanner(_Banner):
+    """A server that keeps its side open after the client's end-of-file."""
+
+    def readConnectionLost(self) -> None:
+        pass
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+
+class PortGoodbyeTests(RunnerTestCase):
+    """A port check leaves with a FIN, never a reset, and never waits long."""
+
+    def listen(self, *, ignore_eof: bool) -> tuple[int, Deferred[BaseException]]:
+        lost: Deferred[BaseException] = Deferred()
+        servers: list[_Banner] = []
+
+        def build() -> _Banner:
+            servers.append((_DeafBanner if ignore_eof else _Banner)(lost))
+            return servers[-1]
+
+        port = REACTOR.listenTCP(0, Factory.forProtocol(build), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+
+        def hang_up() -> Deferred[BaseException]:
+            for server in servers:
+                if server.transport is not None:
+                    server.transport.loseConnection()
+            return lost
+
+        self.addCleanup(hang_up)
+        return port.getHost().port, lost
+
+    def test_banner_read_and_clean_close(self) -> Deferred[None]:
+        """The server's greeting is read, so the server sees an orderly end
+        of the connection (ConnectionDone), not a reset (ConnectionLost)."""
+        number, lost = self.listen(ignore_eof=False)
+
+        async def go() -> None:
+            result = await self.one(type="port", port=number)
+            self.assertTrue(result.passed, result.detail)
+            self.assertIsInstance(await lost, ConnectionDone)
+
+        return ensureDeferred(go())
+
+    def test_server_that_keeps_its_side_open(self) -> Deferred[None]:
+        """A server that ignores our end-of-file does not hold the check up:
+        the check closes the connection after a short grace period."""
+        self.patch(runner, "GOODBYE_SECONDS", 0.05)
+        number, _ = self.listen(ignore_eof=True)
+
+        async def go() -> None:
+            result = await self.one(type="port", port=number)
+            self.assertTrue(result.passed, result.detail)
+
+        return ensureDeferred(go())
+
+
 class PortTimeoutTests(SynchronousTestCase):
     """A connection that never completes, timed by a Clock."""
 
@@ -507,5 +589,75 @@ class HttpRealTests(RunnerTestCase):
             await port.stopListening()
             result = await self.one(type="http", url=f"http://127.0.0.1:{number}/")
             self.assertEqual(result.detail, f"GET http://127.0.0.1:{number}/ failed: connection refused")
+
+        return ensureDeferred(go())
+
+
+class PoliteCloseTests(RunnerTestCase):
+    """Checks against a server that the student runs in the foreground.
+
+    Python's ``http.server`` prints a traceback for every connection that is
+    reset under it (``ConnectionResetError`` while reading the request,
+    ``BrokenPipeError`` while writing the answer).  Started in the
+    foreground, that lands in the student's terminal at every Check.  The
+    port and http rules must end their connections cleanly: all the server
+    may print is its access log line for each GET.
+    """
+
+    timeout = 60
+
+    def start_server(self, root: str) -> Deferred[tuple[subprocess.Popen[str], int]]:
+        """``python -m http.server 0`` serving ``root``; fires with it and its port."""
+        proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", root],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+        def stop() -> None:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+        self.addCleanup(stop)
+
+        def port() -> tuple[subprocess.Popen[str], int]:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # "Serving HTTP on 127.0.0.1 port NNNN (http://...) ..."
+            match = re.search(r" port (\d+) ", line)
+            assert match, f"http.server did not say where it listens: {line!r}"
+            return proc, int(match.group(1))
+
+        return deferToThread(port)
+
+    def test_nothing_but_access_lines_on_the_servers_stderr(self) -> Deferred[None]:
+        """Three port checks and three GETs leave no traceback, nor does a GET
+        whose body is longer than the part the check keeps (the rest is
+        drained, not cut off with a reset)."""
+        root = os.path.join(self.dir, "site")
+        os.makedirs(root)
+        with open(os.path.join(root, "index.html"), "w") as f:
+            f.write("<h1>My first web page</h1>")
+        with open(os.path.join(root, "big.html"), "w") as f:
+            f.write("<h1>big</h1>" + "x" * (4 * 1024 * 1024))  # well past the socket buffers
+
+        async def go() -> None:
+            proc, number = await self.start_server(root)
+            base = f"http://127.0.0.1:{number}/"
+            self.patch(runner, "BODY_CAP", 64)
+            big = await self.one(type="http", url=base + "big.html", body="^<h1>big")
+            self.assertTrue(big.passed, big.detail)
+            for _ in range(3):
+                port = await self.one(type="port", port=number)
+                self.assertTrue(port.passed, port.detail)
+                page = await self.one(type="http", url=base, body="My first web page")
+                self.assertTrue(page.passed, page.detail)
+            proc.send_signal(signal.SIGINT)  # what Ctrl+C in the terminal does: http.server exits cleanly
+            _, stderr = await deferToThread(proc.communicate, None, 30)
+            access = re.compile(r'^127\.0\.0\.1 - - \[[^]]+\] "GET /(big\.html)? HTTP/1\.1" 200 -$')
+            lines = stderr.splitlines()
+            self.assertEqual([line for line in lines if not access.match(line)], [], stderr)
+            self.assertEqual(len(lines), 4, stderr)
 
         return ensureDeferred(go())

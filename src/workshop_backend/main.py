@@ -6,21 +6,26 @@ It does what ``twistd -n --pidfile= workshop-backend ...`` does, with the same
 pidfile, and with what an ENTRYPOINT needs: a bad option or distribution is
 ONE line on stderr and exit code 2 (twistd prints the whole usage), a fatal
 fault at run time exits 1, SIGTERM/SIGINT stop cleanly with 0.
+
+Start-up time is the student's waiting time and the operator's probe budget,
+so this module imports nothing heavy at the top: ``--version`` and
+``--childexec`` (the wrapper that starts ttyd and check commands) answer
+before Twisted is imported, and ``--help`` before the reactor is.
 """
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from twisted.python.usage import UsageError
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
 
 EXIT_USAGE = 2
 
 
-def start_logging(log_format: str, out: TextIO, reactor: Any) -> None:
+def start_logging(log_format: str, out: TextIO, reactor: IReactorTime) -> None:
     """Text lines on a terminal, flat JSON lines for log collectors."""
     from twisted.logger import globalLogBeginner
 
@@ -36,6 +41,15 @@ def run(argv: Sequence[str], *, stdout: TextIO = sys.stdout, stderr: TextIO = sy
         from workshop_backend.support import childexec
 
         return childexec.run(argv[1:])
+    if list(argv) == ["--version"]:
+        from workshop_backend import __version__
+
+        print(f"workshop-backend {__version__}", file=stdout)
+        return 0
+
+    import gc
+
+    from twisted.python.usage import UsageError
 
     from workshop_backend.tap import Options, makeService
 

@@ -25,8 +25,10 @@ from workshop_backend import __version__
 from workshop_backend.application.runtime import WorkshopRuntime
 from workshop_backend.config import Settings
 from workshop_backend.http.listening import EndpointService
+from workshop_backend.state.space import Reserve
 from workshop_backend.state.store import Store
 from workshop_backend.state.workingcopy import prepare
+from workshop_backend.support.environ import blank_environment
 from workshop_backend.support.reactor import IBackendReactor
 from workshop_backend.workshop.distribution import DistributionError
 
@@ -78,6 +80,8 @@ class BackendService(MultiService):
             self.log.warn(
                 "the default state dir is not writable; using {state_dir} instead", state_dir=str(s.state_dir)
             )
+        # The token has been read: /proc/<pid>/environ must not show it to the student's shell.
+        blank_environment(("WORKSHOP_TOKEN",))
         if s.auth == "none":
             self.log.warn(
                 "--auth none: anyone who reaches this port gets a shell; use it only behind an authenticating proxy"
@@ -125,10 +129,13 @@ class ReadinessProbe:
         The probe needs no token and must reveal nothing (contract section
         7): no paths, no versions. The full account goes to the log.
         """
-        if self.working_copy.runtime is None:
+        runtime = self.working_copy.runtime
+        if runtime is None:
             return False, "working_copy_opening"
         if not self.terminal.is_ready():
             return False, f"terminal_{self.terminal.state}"
+        if runtime.disk_full:
+            return True, "disk_full"
         return True, "ready"
 
     def describe(self) -> str:
@@ -209,7 +216,7 @@ class WorkingCopyService(Service):
                 path=str(copy.path),
                 why=f" ({copy.replaced_because})" if copy.replaced_because else "",
             )
-        self.store = Store(copy.path)
+        self.store = Store(copy.path, reserve=Reserve(self.settings.state_dir))
         self.runtime = await self.open_runtime(self.store)
         for opened in self.on_opened:
             opened(self.runtime)

@@ -15,30 +15,17 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from workshop_backend import __version__
-from workshop_backend.application.runtime import WorkshopRuntime
 from workshop_backend.config import Settings, resolve
-from workshop_backend.content.renderer import CachedRenderer
-from workshop_backend.http.api import Api
-from workshop_backend.http.events import EventHub, EventStreamResource
-from workshop_backend.http.security import Guard, content_security_policy
-from workshop_backend.http.site import GuardedResource, make_site
-from workshop_backend.http.static import index_loader, static_resource
-from workshop_backend.http.views import event_data
-from workshop_backend.services import BackendService, ListenService, ReadinessProbe, WorkingCopyService
-from workshop_backend.state.store import Store
-from workshop_backend.support.reactor import IBackendReactor, global_reactor
-from workshop_backend.terminal.bridge import TerminalBridge
-from workshop_backend.terminal.supervisor import TtydSupervisor
-from workshop_backend.terminal.ttydbin import TtydNotFound, find_ttyd
-from workshop_backend.validation.runner import Validator
 
 if TYPE_CHECKING:
+    from workshop_backend.application.runtime import WorkshopRuntime
     from workshop_backend.metrics import Metrics
+    from workshop_backend.services import BackendService
+    from workshop_backend.state.store import Store
+    from workshop_backend.support.reactor import IBackendReactor
 
 
 class Options(usage.Options):
@@ -111,8 +98,14 @@ class Options(usage.Options):
         """An extra allowed origin (an LMS embedding the page), repeatable [WORKSHOP_ALLOWED_ORIGINS]."""
         self.allowed_origins.append(value)
 
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        print(f"workshop-backend {__version__}")
+        raise SystemExit(0)
+
     # usage.Options shows these methods' docstrings as help; the bundle runs
     # with -OO, which strips docstrings, so say it again as plain strings.
+    opt_version.__doc__ = "Print the version and exit."
     opt_allowed_host.__doc__ = "Host header allowlist, repeatable; '*' allows any [WORKSHOP_ALLOWED_HOSTS, comma list]."
     opt_allowed_origin.__doc__ = (
         "An extra allowed origin (an LMS embedding the page), repeatable [WORKSHOP_ALLOWED_ORIGINS]."
@@ -126,7 +119,31 @@ class Options(usage.Options):
 
 
 def makeService(options: Options, reactor: IBackendReactor | None = None) -> BackendService:
-    """Wire the daemon together (no I/O happens here)."""
+    """Wire the daemon together (no I/O happens here).
+
+    The modules are imported here rather than at the top, so that ``--help``
+    (and twistd's plugin scan) never pays for them.
+    """
+    from twisted.internet.defer import Deferred
+    from twisted.internet.endpoints import serverFromString
+
+    from workshop_backend.application.runtime import WorkshopRuntime
+    from workshop_backend.content.renderer import CachedRenderer
+    from workshop_backend.http.api import Api
+    from workshop_backend.http.events import EventHub, EventStreamResource
+    from workshop_backend.http.limits import ClientLimit
+    from workshop_backend.http.security import Guard, content_security_policy
+    from workshop_backend.http.site import GuardedResource, make_site
+    from workshop_backend.http.static import index_loader, static_resource
+    from workshop_backend.http.tickets import Tickets
+    from workshop_backend.http.views import event_data
+    from workshop_backend.services import BackendService, ListenService, ReadinessProbe, WorkingCopyService
+    from workshop_backend.support.reactor import global_reactor
+    from workshop_backend.terminal.bridge import TerminalBridge
+    from workshop_backend.terminal.supervisor import TtydSupervisor
+    from workshop_backend.terminal.ttydbin import TtydNotFound, find_ttyd, verify_bundled
+    from workshop_backend.validation.runner import Validator
+
     reactor = reactor if reactor is not None else global_reactor()
     settings = options.settings
     assert settings is not None, "parseOptions() checks the options first"
@@ -140,7 +157,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         environ["HOME"] = settings.workdir
 
     try:
-        ttyd = find_ttyd(settings.ttyd)
+        ttyd = find_ttyd(settings.ttyd, fallback_dir=settings.state_dir / "bin")
     except TtydNotFound as e:
         ttyd = settings.ttyd or "ttyd"
         missing_ttyd: str | None = str(e)
@@ -153,6 +170,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         state_dir=settings.state_dir,
         cwd=settings.workdir,
         env=environ,
+        verify=lambda: verify_bundled(ttyd),
     )
     # Metrics only with --metrics-listen (prometheus_client is imported then).
     metrics: Metrics | None = None
@@ -170,6 +188,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         token=settings.token,
         allowed_hosts=settings.allowed_hosts,
         allowed_origins=settings.allowed_origins,
+        tickets=Tickets(reactor.seconds),
     )
     bridge = TerminalBridge(
         supervisor,
@@ -220,6 +239,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         terminal=bridge.resource,
         terminals=bridge,
         events=events,
+        tickets=guard.tickets,
     )
     working_copy.on_opened += [api.attach, lambda runtime: readiness.changed()]
 
@@ -235,6 +255,8 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         body_cap=api.body_cap,
         route_of=api.route_of,
         metrics=metrics,
+        guard=guard,
+        clients=ClientLimit(),
     )
 
     working_copy.setServiceParent(backend)

@@ -3,9 +3,10 @@
 // /api/v1/events and brought back by itself when the backend goes away.
 // See docs/ui.md.
 
-import { Api, ApiError, NetworkError } from "./api";
+import { adoptLoginKey, Api, ApiError, authHeaders, NetworkError } from "./api";
 import { renderMarkdown } from "./content";
 import { byId, el, icon } from "./dom";
+import { FocusRules, revealWithin } from "./focus";
 import { setupSplit } from "./split";
 import { TerminalManager, type TerminalList } from "./terminal";
 import type { Hint, ProgressEntry, Status, StepDetail, ValidationResult, Workshop } from "./types";
@@ -21,6 +22,7 @@ const $ = {
   stepList: byId("step-list"),
   banner: byId("banner"),
   bannerText: byId("banner-text"),
+  diskBanner: byId("disk-banner"),
   layout: byId("layout"),
   scroll: byId("instructions-scroll"),
   kicker: byId("step-kicker"),
@@ -38,9 +40,12 @@ const $ = {
   divider: byId("divider"),
   termTabs: byId("term-tabs"),
   termNew: byId<HTMLButtonElement>("term-new"),
+  termReader: byId<HTMLButtonElement>("term-reader"),
   termStack: byId("term-stack"),
+  terminalPane: byId("terminal-pane"),
 };
 
+/** Narrow screens stack the instructions above the terminal (app.css). */
 const narrow = window.matchMedia("(max-width: 820px)");
 
 /** After Next into another image, the page asks for the new container this often ... */
@@ -59,6 +64,12 @@ class App {
       await this.api.request<unknown>("DELETE", `/api/v1/terminals/${encodeURIComponent(id)}`);
     },
   });
+  private readonly focus = new FocusRules({
+    terminalPane: $.terminalPane,
+    focusTerminal: () => this.terms.focusActive(),
+    stepTitle: $.stepTitle,
+  });
+  private readonly contentActions = { run: (text: string) => this.run(text), copied: () => this.focus.afterCopy() };
   private workshop: Workshop | null = null;
   private status: Status | null = null;
   private step: StepDetail | null = null;
@@ -73,23 +84,31 @@ class App {
   private probeTimer: number | undefined;
   private bannerTimer: number | undefined;
   private reloadSeq = 0;
-  private focusOnStepChange = false;
+  /** The student's Previous/Next/jump is in flight: the step it brings is theirs (the focus follows). */
+  private studentNavigating = false;
   private eventsAttempt = 0;
   /** The step a container swap is bringing (phase transitioning seen, not yet ready). */
   private movingTo: string | null = null;
   /** When that swap was first seen (Date.now()): the page polls fast for a while after it. */
   private movingSince = 0;
   private eventsTimer: number | undefined;
+  private eventsSeq = 0;
+  /** A save refused for a full disk (507), made again by itself once there is room. */
+  private afterDiskFull: (() => void) | null = null;
+  private diskTimer: number | undefined;
 
   start(): void {
-    setupSplit($.layout, $.divider, () => this.terms.scheduleFit());
+    adoptLoginKey();
+    this.focus.install();
+    this.terms.onTabAction = () => this.focus.terminalChosen();
+    setupSplit($.layout, $.divider, narrow, () => this.terms.scheduleFit());
     narrow.addEventListener("change", () => this.terms.scheduleFit());
     $.prev.addEventListener("click", () => void this.navigate({ action: "previous" }));
     $.next.addEventListener("click", () => void this.navigate({ action: this.step?.next ? "next" : "complete" }));
     $.check.addEventListener("click", () => void this.runCheck());
-    byId("to-terminal").addEventListener("click", () => {
-      byId("terminal-pane").scrollIntoView({ block: "start" });
-      this.terms.active?.term.focus();
+    document.querySelector(".skip-link")?.addEventListener("click", (ev) => {
+      ev.preventDefault(); // not a jump to #terminal-pane: into the shell itself
+      this.focus.terminalChosen();
     });
     $.hintButton.addEventListener("click", () => void this.revealHint());
     $.stepsToggle.addEventListener("click", () => this.toggleSteps());
@@ -107,7 +126,18 @@ class App {
     $.termNew.addEventListener("click", () => {
       this.terms.add();
       $.termNew.disabled = !this.terms.canAdd;
+      this.focus.terminalChosen();
     });
+    const renderReader = (): void => {
+      $.termReader.setAttribute("aria-pressed", String(this.terms.screenReader));
+      $.termReader.title = `Screen reader mode for the terminal: ${this.terms.screenReader ? "on" : "off"}`;
+    };
+    $.termReader.addEventListener("click", () => {
+      this.terms.setScreenReader(!this.terms.screenReader);
+      renderReader();
+    });
+    $.termReader.replaceChildren(icon("reader"));
+    renderReader();
     if (/Mac|iPhone|iPad/.test(navigator.platform)) {
       document.querySelector(".term-tip")!.textContent = "Copy: select, then ⌘C · Paste: ⌘V";
     }
@@ -159,13 +189,14 @@ class App {
       void this.refreshWorkshop();
     }
     this.renderHeader();
+    this.renderDisk(status.problems?.includes("disk_full") ?? false);
     if (status.current_step && status.current_step !== this.step?.id) {
       // One load per step: a status that arrives while that step is loading
       // waits for it, so the phase (a transition note...) never shows above
       // the previous step's title.
       if (this.loading?.id !== status.current_step) {
         const id = status.current_step;
-        const done = this.loadStep(id, this.focusOnStepChange).finally(() => {
+        const done = this.loadStep(id).finally(() => {
           if (this.loading?.done === done) this.loading = null;
         });
         this.loading = { id, done };
@@ -177,11 +208,15 @@ class App {
     this.renderButtons();
   }
 
-  private async loadStep(id: string, moveFocus: boolean): Promise<void> {
+  private async loadStep(id: string): Promise<void> {
     const step = await this.api.get<StepDetail>(`/api/v1/steps/${encodeURIComponent(id)}`);
     if (this.status && this.status.current_step !== id) return;
+    const changed = this.step !== null;
     this.step = step;
-    this.renderStep(moveFocus);
+    this.renderStep();
+    // Decided now, not when the load started: the event stream often
+    // announces the student's own move before the POST answers.
+    if (changed) this.focus.stepChanged(this.studentNavigating);
     void this.restoreHints(step);
   }
 
@@ -220,12 +255,15 @@ class App {
         if (current) button.setAttribute("aria-current", "step");
         button.disabled = locked;
         const state = current ? "You are here" : completed ? "Done" : locked ? "Locked" : "";
+        // The name is the visible text plus what the marks show to the eye
+        // ("Step 2: Files and folders, Done"), so speech control users can
+        // say what they see.
         button.append(
           el("span", { class: "step-mark", "aria-hidden": "true" }, completed ? "✓" : locked ? icon("lock") : String(i + 1)),
+          el("span", { class: "sr-only" }, `Step ${i + 1}: `),
           el("span", { class: "step-name" }, x.title),
         );
-        if (state) button.append(el("span", { class: "step-state" }, state));
-        button.setAttribute("aria-label", `Step ${i + 1}: ${x.title}${state ? ` (${state})` : ""}`);
+        if (state) button.append(el("span", { class: "step-state" }, el("span", { class: "sr-only" }, ", "), state));
         button.addEventListener("click", () => {
           this.toggleSteps(false);
           if (!current) void this.navigate({ action: "jump", step: x.id });
@@ -236,13 +274,13 @@ class App {
     if (this.step) document.title = `${this.step.title} · ${w.title}`;
   }
 
-  private renderStep(moveFocus: boolean): void {
+  private renderStep(): void {
     const step = this.step;
     if (!step) return;
     const count = this.workshop?.steps.length ?? this.status?.step_count ?? 0;
     $.kicker.textContent = count ? `Step ${step.position + 1} of ${count}` : "";
     $.stepTitle.textContent = step.title;
-    renderMarkdown($.content, step.html, { run: (text) => this.run(text) });
+    renderMarkdown($.content, step.html, this.contentActions);
     // Most steps start with their own title as a heading: don't say it twice.
     const first = $.content.firstElementChild;
     if (first && /^H[12]$/.test(first.tagName) && first.textContent?.trim() === step.title.trim()) first.remove();
@@ -251,12 +289,8 @@ class App {
     this.renderHints();
     this.clearResults();
     if (this.workshop) document.title = `${step.title} · ${this.workshop.title}`;
+    // A new step is read from its title (the old position landed a phone at its bottom).
     $.scroll.scrollTop = 0;
-    if (moveFocus) {
-      if (narrow.matches) window.scrollTo(0, 0);
-      $.stepTitle.tabIndex = -1;
-      $.stepTitle.focus({ preventScroll: true });
-    }
   }
 
   /** The backend is not ready for work: a container swap, or still starting. */
@@ -336,7 +370,7 @@ class App {
 
   private addHint(hint: Hint, position: number): HTMLElement {
     const body = el("div", { class: "markdown" });
-    renderMarkdown(body, hint.html, { run: (text) => this.run(text) });
+    renderMarkdown(body, hint.html, this.contentActions);
     const node = el("div", { class: "hint" }, el("p", { class: "hint-label" }, `Hint ${position}`), body);
     $.hintList.append(node);
     return node;
@@ -347,13 +381,16 @@ class App {
     if (!step || this.hintsShown >= step.hints) return;
     $.hintButton.disabled = true;
     try {
-      const hint = await this.api.get<Hint>(`/api/v1/steps/${encodeURIComponent(step.id)}/hints/${this.hintsShown}`);
+      // A POST: revealing is recorded in progress (a GET only shows a hint revealed before).
+      const hint = await this.api.post<Hint>(`/api/v1/steps/${encodeURIComponent(step.id)}/hints/${this.hintsShown}`);
       if (this.step !== step) return;
       this.hintsShown++;
-      this.addHint(hint, this.hintsShown).scrollIntoView({ block: "nearest" });
+      const node = this.addHint(hint, this.hintsShown);
       this.renderHints();
+      this.focus.hintRevealed(node, $.hintButton.hidden ? null : $.hintButton);
     } catch (err) {
-      if (err instanceof ApiError) this.toast(err.message);
+      if (err instanceof ApiError && err.code === "disk_full") this.diskFull(() => void this.revealHint());
+      else if (err instanceof ApiError) this.toast(err.message);
     } finally {
       $.hintButton.disabled = false;
     }
@@ -388,10 +425,11 @@ class App {
     $.check.textContent = "Checking…";
     try {
       const result = await this.api.post<ValidationResult>(`/api/v1/steps/${encodeURIComponent(step.id)}/validation`);
-      if (this.step === step) this.showResults(result, null);
+      if (this.step === step) this.showResults(result, null, true);
       void this.refreshStatus();
     } catch (err) {
-      if (err instanceof ApiError) this.showProblem(err.message);
+      if (err instanceof ApiError && err.code === "disk_full") this.diskFull(() => void this.runCheck());
+      else if (err instanceof ApiError) this.showProblem(err.message);
     } finally {
       $.check.removeAttribute("aria-busy");
       $.check.textContent = "Check";
@@ -413,9 +451,21 @@ class App {
     close.addEventListener("click", () => this.clearResults());
     $.results.replaceChildren(el("p", { class: "results-head" }, message, close));
     $.results.hidden = false;
+    this.revealResults();
   }
 
-  private showResults(result: ValidationResult, intro: string | null): void {
+  /** Bring the results into view, with the hint button after them when there is room (help is near). */
+  private revealResults(): void {
+    revealWithin($.results, $.hints.hidden || $.hintButton.hidden ? null : $.hintButton);
+  }
+
+  /**
+   * Show a check's result in the flow of the step, just after its text
+   * ("Your task") and above the hints, so it covers nothing. ``reveal``
+   * scrolls it into view (the student asked: Check, a refused Next); a
+   * watched check updating in the background does not move the page.
+   */
+  private showResults(result: ValidationResult, intro: string | null, reveal: boolean): void {
     this.resultsShown = true;
     const failing = result.results.filter((r) => !r.passed).length;
     const total = result.results.length;
@@ -460,8 +510,7 @@ class App {
     head.append(close);
     $.results.replaceChildren(...parts);
     $.results.hidden = false;
-    $.results.scrollTop = 0;
-    if (narrow.matches) $.results.scrollIntoView({ block: "nearest" });
+    if (reveal) this.revealResults();
   }
 
   private async refreshStatus(): Promise<void> {
@@ -477,24 +526,25 @@ class App {
   private async navigate(body: { action: string; step?: string }): Promise<void> {
     if (this.busy) return;
     this.busy = true;
+    this.studentNavigating = true;
     this.renderButtons();
     const button = body.action === "previous" ? $.prev : body.action === "jump" ? null : $.next;
     button?.setAttribute("aria-busy", "true");
     try {
       const status = await this.api.post<Status>("/api/v1/navigation", body);
       this.busy = false;
-      this.focusOnStepChange = true;
       await this.applyStatus(status, true);
     } catch (err) {
       if (err instanceof ApiError) {
         const validation = err.body.validation as ValidationResult | undefined;
-        if (err.code === "step_not_completed" && validation) {
-          this.showResults(validation, "Finish these first, then press Next again.");
+        if (err.code === "disk_full") this.diskFull(() => void this.navigate(body));
+        else if (err.code === "step_not_completed" && validation) {
+          this.showResults(validation, "Finish these first, then press Next again.", true);
         } else this.toast(err.message);
       }
     } finally {
       this.busy = false;
-      this.focusOnStepChange = false;
+      this.studentNavigating = false;
       button?.removeAttribute("aria-busy");
       this.renderButtons();
     }
@@ -515,7 +565,7 @@ class App {
       return;
     }
     this.terms.type(text);
-    if (narrow.matches) byId("terminal-pane").scrollIntoView({ block: "nearest", behavior: "smooth" });
+    this.focus.afterRun();
   }
 
   // ---- Live updates and reconnection ----------------------------------
@@ -523,7 +573,22 @@ class App {
   private openEvents(): void {
     window.clearTimeout(this.eventsTimer);
     this.events?.close();
-    const events = new EventSource("/api/v1/events", { withCredentials: true });
+    this.events = null;
+    // EventSource cannot send headers: the stream opens with a single-use ticket.
+    const seq = ++this.eventsSeq;
+    this.api.ticketed("/api/v1/events").then(
+      (url) => {
+        if (seq === this.eventsSeq && !this.offline && !this.authFailed) this.listen(url);
+      },
+      () => {
+        // 401 and a lost backend are the Api listener's; anything else: try again later.
+        if (seq === this.eventsSeq && !this.offline && !this.authFailed) void this.afterEventsError();
+      },
+    );
+  }
+
+  private listen(url: string): void {
+    const events = new EventSource(url);
     this.events = events;
     const parse = (ev: MessageEvent): unknown => {
       try {
@@ -541,7 +606,7 @@ class App {
       if (!result || !this.step || result.step !== this.step.id) return;
       // Watched checks: update results the student is looking at, and say so
       // when the step completes by itself.
-      if (this.resultsShown || result.passed) this.showResults(result, null);
+      if (this.resultsShown || result.passed) this.showResults(result, null, false);
       if (result.passed) void this.refreshStatus();
     });
     events.addEventListener("terminal", () => {
@@ -567,7 +632,11 @@ class App {
     if (this.offline || this.authFailed) return;
     let answers = false;
     try {
-      const response = await fetch("/api/v1/status", { credentials: "same-origin", cache: "no-store" });
+      const response = await fetch("/api/v1/status", {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: authHeaders(),
+      });
       if (response.status === 401) {
         this.showAuthPage();
         return;
@@ -638,7 +707,11 @@ class App {
   private async probe(retry: boolean): Promise<void> {
     let status: Status;
     try {
-      const response = await fetch("/api/v1/status", { credentials: "same-origin", cache: "no-store" });
+      const response = await fetch("/api/v1/status", {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: authHeaders(),
+      });
       if (response.status === 401) {
         this.showAuthPage();
         return;
@@ -677,6 +750,29 @@ class App {
     this.openEvents();
     this.terms.reconnectAll();
     this.renderButtons();
+  }
+
+  // ---- A full disk ----------------------------------------------------
+
+  /** A save was refused for lack of disk space: say what to do, and make it again once there is room. */
+  private diskFull(retry: () => void): void {
+    this.afterDiskFull = retry;
+    this.renderDisk(true);
+  }
+
+  /** The banner while the disk is full; the status says when it is not (checked every few seconds too). */
+  private renderDisk(full: boolean): void {
+    window.clearTimeout(this.diskTimer);
+    if (full) {
+      $.diskBanner.hidden = false;
+      this.diskTimer = window.setTimeout(() => void this.refreshStatus(), 5000);
+      return;
+    }
+    if ($.diskBanner.hidden) return;
+    $.diskBanner.hidden = true;
+    const retry = this.afterDiskFull;
+    this.afterDiskFull = null;
+    if (retry) retry();
   }
 
   private showAuthPage(): void {

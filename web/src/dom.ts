@@ -13,19 +13,42 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   return node as T;
 }
 
-/** Show a short confirmation on a button, then restore its label. */
-export function flashButton(button: HTMLElement, text: string, ms = 1600): void {
-  const saved = button.dataset.label ?? button.textContent ?? "";
-  button.dataset.label = saved;
-  button.textContent = text;
+/**
+ * A button label with alternates that take the same room: the idle label
+ * and its confirmations are stacked in one grid cell and only one is
+ * visible, so "✓ Copied" does not widen the button and push its neighbours.
+ */
+export function stackedLabel(idle: string, alternates: Record<string, string>): HTMLElement {
+  const stack = el("span", { class: "label-stack" }, el("span", { class: "label-idle" }, idle));
+  for (const [state, text] of Object.entries(alternates)) {
+    stack.append(el("span", { class: "label-alt", "data-state": state, "aria-hidden": "true" }, text));
+  }
+  return stack;
+}
+
+/** Show one of a stacked label's alternates for a moment (and say it to screen readers). */
+export function flashButton(button: HTMLElement, state: string, spoken: string, ms = 1600): void {
+  button.dataset.flash = state;
   button.classList.add("done");
+  announce(spoken);
   window.clearTimeout(Number(button.dataset.timer ?? 0));
   button.dataset.timer = String(
     window.setTimeout(() => {
-      button.textContent = saved;
+      delete button.dataset.flash;
       button.classList.remove("done");
     }, ms),
   );
+}
+
+/** Say something to screen readers without moving the focus (the page's polite live region). */
+export function announce(text: string): void {
+  const region = document.getElementById("announcer");
+  if (!region) return;
+  // A change of text is what a live region announces: clear, then set.
+  region.textContent = "";
+  window.setTimeout(() => {
+    region.textContent = text;
+  }, 50);
 }
 
 const ICONS: Record<string, string> = {
@@ -35,6 +58,8 @@ const ICONS: Record<string, string> = {
   bulb: "M9 18h6 M10 21h4 M12 3a6 6 0 0 0-4 10.5c.7.7 1 1.5 1 2.5h6c0-1 .3-1.8 1-2.5A6 6 0 0 0 12 3z",
   check: "M20 6 9 17l-5-5",
   play: "M7 4v16l13-8z",
+  // A speech bubble with sound lines: "read aloud" (the terminal's screen reader mode).
+  reader: "M4 5h16v11H9l-5 4z M8 9h8 M8 12h5",
 };
 
 /** A small inline SVG icon (decorative: aria-hidden). */

@@ -19,6 +19,7 @@
 import { Terminal, type ITheme } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import { WebLinksAddon } from "@xterm/addon-web-links";
+import { ticketed } from "./api";
 import { copyText } from "./clipboard";
 import { el } from "./dom";
 
@@ -67,6 +68,7 @@ function kilobytes(bytes: number): string {
 function dimLine(text: string): string {
   return `\r\n\x1b[2m──── ${text} ────\x1b[0m\r\n`;
 }
+
 
 const LIGHT: ITheme = {
   background: "#ffffff",
@@ -121,6 +123,17 @@ const theme = (): ITheme => (darkQuery.matches ? DARK : LIGHT);
 
 export type TabState = "connecting" | "open" | "reconnecting" | "exited" | "closed";
 
+/** How each state reads in the tab's tooltip (the dot's colour says it to those who see colours). */
+const STATE_WORDS: Record<TabState, string> = {
+  connecting: "starting",
+  open: "connected",
+  reconnecting: "reconnecting",
+  exited: "shell ended",
+  closed: "closed",
+};
+
+const SCREEN_READER_KEY = "workshop.screenReader";
+
 const encoder = new TextEncoder();
 
 function frame(command: number, payload: string): Uint8Array {
@@ -143,6 +156,7 @@ export class TerminalTab {
   private offset: number | null;
   private readonly fit = new FitAddon();
   private ws: WebSocket | null = null;
+  private opening = false;
   private attempt = 0;
   private retryTimer: number | undefined;
   private heartbeat: number | undefined;
@@ -154,6 +168,8 @@ export class TerminalTab {
   private note: HTMLElement | null = null;
   private everOpened = false;
   private lastSize = "";
+  /** What the shell calls itself (ttyd's title frame: user@host: dir). */
+  private shellTitle = "";
 
   constructor(
     readonly manager: TerminalManager,
@@ -177,9 +193,14 @@ export class TerminalTab {
       role: "tab",
       "aria-controls": `${id}-panel`,
     }) as HTMLButtonElement;
-    this.label.append(el("span", { class: "term-status-dot", "aria-hidden": "true" }), this.name);
+    this.label.append(
+      el("span", { class: "term-status-dot", "aria-hidden": "true" }),
+      // Crowded, the strip shows only the number: "Terminal" stays for screen readers.
+      el("span", { class: "term-tab-name" }, el("span", { class: "term-tab-word" }, "Terminal "), String(number)),
+    );
     this.tab = el("div", { class: "term-tab", "data-state": this.state });
     this.tab.append(this.label);
+    this.renderTooltip();
     this.term = new Terminal({
       allowProposedApi: false,
       cursorBlink: true,
@@ -188,7 +209,7 @@ export class TerminalTab {
       lineHeight: 1.15,
       scrollback: 5000,
       theme: theme(),
-      screenReaderMode: false,
+      screenReaderMode: manager.screenReader,
     });
     this.term.loadAddon(this.fit);
     this.term.loadAddon(new WebLinksAddon((_event, uri) => window.open(uri, "_blank", "noopener,noreferrer")));
@@ -210,12 +231,19 @@ export class TerminalTab {
     return `Terminal ${this.number}`;
   }
 
+  /** The full name, state and shell title: shown when the tab is too narrow for its name. */
+  private renderTooltip(): void {
+    this.label.title = `${this.name} (${STATE_WORDS[this.state]})${this.shellTitle ? `: ${this.shellTitle}` : ""}`;
+  }
+
   /** The backend numbers the workspace's terminals: take its number (the same after a reload). */
   private renumber(number: number): void {
     if (number === this.number || !Number.isInteger(number) || number < 1) return;
     this.number = number;
-    this.label.lastChild!.textContent = this.name;
+    const name = this.label.querySelector(".term-tab-name");
+    if (name?.lastChild) name.lastChild.textContent = String(number);
     this.term.textarea?.setAttribute("aria-label", `${this.name}: type commands here`);
+    this.renderTooltip();
     this.manager.onRenumbered();
   }
 
@@ -279,11 +307,26 @@ export class TerminalTab {
   connect(): void {
     window.clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
-    if (this.ws) return;
+    if (this.ws || this.opening) return;
     this.setState(this.everOpened ? "reconnecting" : "connecting");
+    // The handshake carries a single-use ticket (a WebSocket cannot send headers).
+    this.opening = true;
+    ticketed(this.url()).then(
+      (url) => {
+        this.opening = false;
+        if (this.state !== "closed" && !this.ws) this.open(url);
+      },
+      () => {
+        this.opening = false;
+        if (this.state !== "closed") this.scheduleReconnect("The terminal could not be reached.");
+      },
+    );
+  }
+
+  private open(url: string): void {
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.url(), ["tty"]);
+      ws = new WebSocket(url, ["tty"]);
     } catch {
       this.scheduleReconnect("The terminal could not be reached.");
       return;
@@ -307,7 +350,10 @@ export class TerminalTab {
         this.term.write(data.subarray(1));
         if (this.offset !== null) this.offset += data.length - 1;
       } else if (data[0] === OUT_SESSION) this.onSessionMessage(data.subarray(1));
-      else if (data[0] === OUT_TITLE) this.label.title = new TextDecoder().decode(data.subarray(1));
+      else if (data[0] === OUT_TITLE) {
+        this.shellTitle = new TextDecoder().decode(data.subarray(1));
+        this.renderTooltip();
+      }
       // "2" (preferences) is ignored: the UI sets its own.
     };
     ws.onclose = (ev: CloseEvent) => {
@@ -516,6 +562,7 @@ export class TerminalTab {
   private setState(state: TabState): void {
     this.state = state;
     this.tab.dataset.state = state;
+    this.renderTooltip();
     this.manager.onStateChange();
   }
 
@@ -531,7 +578,7 @@ export class TerminalTab {
       b.addEventListener("click", () => {
         this.hideOverlay();
         button.action();
-        this.term.focus();
+        this.manager.onTabAction();
       });
       card.append(b);
     }
@@ -547,7 +594,7 @@ export class TerminalTab {
     close.addEventListener("click", () => {
       note.remove();
       if (this.note === note) this.note = null;
-      this.term.focus();
+      this.manager.focusActive();
     });
     this.note = note;
     this.panel.append(note);
@@ -576,8 +623,13 @@ export class TerminalTab {
 export class TerminalManager {
   readonly tabs: TerminalTab[] = [];
   active: TerminalTab | null = null;
-  private fitFrame = 0;
+  /** The student opened, switched, closed or restarted a terminal (the page's focus rules act on it). */
+  onTabAction: () => void = () => undefined;
+  /** xterm.js's screen reader support (an accessibility tree of the rows), remembered per browser. */
+  screenReader = false;
   private serial = 0;
+  private fitFrame = 0;
+  private readonly tip: HTMLElement | null;
 
   constructor(
     private readonly tabBar: HTMLElement,
@@ -586,8 +638,29 @@ export class TerminalManager {
     private readonly backend: TerminalBackend,
     private maxTabs = 6,
   ) {
-    new ResizeObserver(() => this.scheduleFit()).observe(stack);
+    this.tip = tabBar.parentElement?.querySelector<HTMLElement>(".term-tip") ?? null;
+    try {
+      this.screenReader = localStorage.getItem(SCREEN_READER_KEY) === "on";
+    } catch {
+      // Storage refused (private mode): off.
+    }
+    new ResizeObserver(() => {
+      this.scheduleFit();
+      this.layoutBar();
+    }).observe(stack);
     tabBar.addEventListener("keydown", (ev) => this.onTabKey(ev));
+    // The strip scrolls sideways when the tabs do not fit: let the mouse
+    // wheel do that (a scrollbar in a 40 px bar is more hindrance than help).
+    tabBar.addEventListener(
+      "wheel",
+      (ev) => {
+        if (tabBar.scrollWidth <= tabBar.clientWidth || Math.abs(ev.deltaX) >= Math.abs(ev.deltaY)) return;
+        tabBar.scrollLeft += ev.deltaY;
+        ev.preventDefault();
+      },
+      { passive: false },
+    );
+    tabBar.addEventListener("scroll", () => this.markEdges(), { passive: true });
     // Back from sleep, or the network is back: find out now whether the connections survived.
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "visible") this.checkAlive();
@@ -618,8 +691,7 @@ export class TerminalManager {
       wanted = null;
     }
     for (const info of known) this.add(info);
-    const active = this.tabs.find((t) => t.sessionId === wanted) ?? this.tabs[0];
-    this.activate(active, false);
+    this.activate(this.tabs.find((t) => t.sessionId === wanted) ?? this.tabs[0]);
   }
 
   add(existing?: TerminalInfo): TerminalTab | null {
@@ -630,10 +702,13 @@ export class TerminalManager {
     while (!existing && taken.has(number)) number++;
     const tab = new TerminalTab(this, ++this.serial, number, existing ? existing.id : null);
     this.tabs.push(tab);
-    tab.label.addEventListener("click", () => this.activate(tab));
+    tab.label.addEventListener("click", () => {
+      this.activate(tab);
+      this.onTabAction();
+    });
     this.tabBar.append(tab.tab);
     this.stack.append(tab.panel);
-    this.activate(tab, false);
+    this.activate(tab);
     tab.start();
     this.renderTabs();
     return tab;
@@ -646,6 +721,21 @@ export class TerminalManager {
     tab.dispose(true);
     if (this.active === tab) this.activate(this.tabs[Math.max(0, index - 1)]);
     this.renderTabs();
+    this.onTabAction();
+  }
+
+  activate(tab: TerminalTab): void {
+    this.active = tab;
+    for (const t of this.tabs) {
+      const on = t === tab;
+      t.panel.hidden = !on;
+      t.tab.dataset.active = String(on);
+      t.label.setAttribute("aria-selected", String(on));
+      t.label.tabIndex = on ? 0 : -1;
+    }
+    this.scheduleFit();
+    this.layoutBar();
+    this.rememberActive();
   }
 
   /** Tabs go away without ending their shells (the page is being replaced). */
@@ -682,18 +772,59 @@ export class TerminalManager {
     for (const t of this.tabs) t.probe(4000);
   }
 
-  activate(tab: TerminalTab, focus = true): void {
-    this.active = tab;
-    for (const t of this.tabs) {
-      const on = t === tab;
-      t.panel.hidden = !on;
-      t.tab.dataset.active = String(on);
-      t.label.setAttribute("aria-selected", String(on));
-      t.label.tabIndex = on ? 0 : -1;
+  /** Focus the active terminal's input; false if there is none. */
+  focusActive(): boolean {
+    if (!this.active || this.active.state === "closed") return false;
+    this.active.term.focus();
+    return true;
+  }
+
+  /** Turn xterm.js's screen reader mode on or off in every terminal (and remember it). */
+  setScreenReader(on: boolean): void {
+    this.screenReader = on;
+    for (const t of this.tabs) t.term.options.screenReaderMode = on;
+    try {
+      localStorage.setItem(SCREEN_READER_KEY, on ? "on" : "off");
+    } catch {
+      // Not remembered: it still applies to this page.
     }
-    this.scheduleFit();
-    this.rememberActive();
-    if (focus) tab.term.focus();
+  }
+
+  /**
+   * Fit the tab strip: the copy/paste tip gives way first, then the tabs
+   * show only their numbers (the full name and state in their tooltips),
+   * then the strip scrolls; the active tab is always scrolled into view.
+   * ("Termina", cut off mid-word with the active tab out of sight, was what
+   * four tabs looked like.)
+   */
+  private layoutBar(): void {
+    const bar = this.tabBar;
+    const crowded = (): boolean =>
+      bar.scrollWidth > bar.clientWidth ||
+      this.tabs.some((t) => {
+        const name = t.label.querySelector<HTMLElement>(".term-tab-name");
+        return name !== null && name.scrollWidth > name.clientWidth;
+      });
+    bar.classList.remove("compact");
+    if (this.tip) this.tip.hidden = false;
+    if (crowded() && this.tip) this.tip.hidden = true;
+    if (crowded()) bar.classList.add("compact");
+    const tab = this.active?.tab;
+    if (tab && bar.scrollWidth > bar.clientWidth) {
+      const left = tab.offsetLeft; // the strip is the tabs' offsetParent (position: relative)
+      if (left < bar.scrollLeft) bar.scrollLeft = left;
+      else if (left + tab.offsetWidth > bar.scrollLeft + bar.clientWidth) {
+        bar.scrollLeft = left + tab.offsetWidth - bar.clientWidth;
+      }
+    }
+    this.markEdges();
+  }
+
+  /** Fade the strip's edges where more tabs hide. */
+  private markEdges(): void {
+    const bar = this.tabBar;
+    bar.classList.toggle("more-left", bar.scrollLeft > 1);
+    bar.classList.toggle("more-right", bar.scrollLeft + bar.clientWidth < bar.scrollWidth - 1);
   }
 
   private renderTabs(): void {
@@ -710,6 +841,7 @@ export class TerminalManager {
         t.tab.append(close);
       } else if (this.tabs.length === 1 && close) close.remove();
     }
+    this.layoutBar();
   }
 
   private onTabKey(ev: KeyboardEvent): void {
@@ -717,7 +849,7 @@ export class TerminalManager {
     if (!(ev.target instanceof HTMLElement) || ev.target.getAttribute("role") !== "tab" || !this.active) return;
     const i = this.tabs.indexOf(this.active);
     const next = this.tabs[(i + (ev.key === "ArrowRight" ? 1 : this.tabs.length - 1)) % this.tabs.length];
-    this.activate(next, false);
+    this.activate(next);
     next.label.focus();
     ev.preventDefault();
   }

@@ -42,6 +42,8 @@ export interface Status {
   completed_steps: string[];
   terminal: { state: string; restarts: number };
   started_at: string;
+  /** What is wrong with the workspace now ("disk_full"). */
+  problems?: string[];
 }
 
 export interface RuleResult {

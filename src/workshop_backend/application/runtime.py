@@ -18,9 +18,9 @@ shapes, which are :mod:`workshop_backend.http.views`' business.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from workshop_backend.state.store import StateEntry, Store
 from workshop_backend.support.timefmt import rfc3339
 from workshop_backend.validation.spec import ValidationSpec
-from workshop_backend.workshop.errors import Invalid, NotFound, Refused, StepNotCompleted, TooLarge
+from workshop_backend.workshop.errors import DiskFull, Invalid, NotFound, Refused, StepNotCompleted, TooLarge
 from workshop_backend.workshop.model import StatusPhase, Step, Workshop
 from workshop_backend.workshop.navigation import (
     Action,
@@ -49,6 +49,16 @@ STATE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 STATE_KEY_MAX = 128
 STATE_VALUE_MAX = 64 * 1024
 """Bytes of a custom state value, encoded as compact UTF-8 JSON."""
+STATE_KEYS_MAX = 1000
+"""Custom state values, at most."""
+STATE_TOTAL_MAX = 8 * 1024 * 1024
+"""Bytes of all custom state together (keys and values, UTF-8), at most."""
+STATE_PAGE = 64
+"""Values read from the working copy at a time when all of them are asked for (64 x 64 KiB at most)."""
+DISK_RETRY = 5.0
+"""Seconds between tries to make the space reserve again while the disk is full."""
+
+T = TypeVar("T")
 
 
 class Publisher(Protocol):
@@ -121,6 +131,8 @@ class Status:
     completed_steps: tuple[str, ...]
     terminal: dict[str, Any]
     started_at: str
+    problems: tuple[str, ...] = ()
+    """Short codes of what is wrong with the workspace now (``disk_full``), as ``/readyz`` names them."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +195,9 @@ class WorkshopRuntime:
         self._running: dict[str, list[Deferred[Result]]] = {}
         self._watch: LoopingCall | None = None
         self._watching: str | None = None
+        self.disk_full = False
+        """A write failed for lack of space (or took the reserve); cleared once the reserve is back."""
+        self._disk_retry: LoopingCall | None = None
 
     @classmethod
     async def open(
@@ -229,6 +244,13 @@ class WorkshopRuntime:
             watch_active=watch_active,
             metrics=metrics,
         )
+        try:
+            reserved = await store.restore_reserve()
+        except OSError as e:  # not fatal: saving works without a reserve, just with less to fall back on
+            cls.log.warn("cannot make the space reserve: {error}", error=str(e))
+            reserved = True
+        if not reserved:
+            runtime._disk_is_full()
         runtime._rewatch()
         runtime.hub.publish("status", runtime.status())
         return runtime
@@ -236,6 +258,59 @@ class WorkshopRuntime:
     def close(self) -> None:
         """Stop timers (the store is closed by its owner)."""
         self._stop_watch()
+        if self._disk_retry is not None and self._disk_retry.running:
+            self._disk_retry.stop()
+        self._disk_retry = None
+
+    # -- a full disk --------------------------------------------------------------------
+
+    async def _saved(self, write: Callable[[], Awaitable[T]]) -> T:
+        """Run a write; a full disk (a failure, or the reserve taken to save it) is noted once."""
+        try:
+            result = await write()
+        except DiskFull:
+            self._disk_is_full()
+            raise
+        reserve = self.store.reserve
+        if reserve is not None and reserve.released and not self.disk_full:
+            self._disk_is_full()
+        return result
+
+    def _disk_is_full(self) -> None:
+        """Say so once (log, status), and try every few seconds to get the reserve back."""
+        if self.disk_full:
+            return
+        self.disk_full = True
+        self.log.error(
+            "the workspace's disk is full: saves fail with 507 until the student deletes files"
+            " (progress and navigation still use the space reserve in {state_dir})",
+            state_dir=str(self.store.path.parent),
+            disk_full=True,
+        )
+        self.hub.publish("status", self.status())
+        self._disk_retry = LoopingCall(lambda: ensureDeferred(self._recover()))
+        self._disk_retry.clock = self.clock
+        self._disk_retry.start(DISK_RETRY, now=False).addErrback(
+            lambda f: self.log.failure("the disk space check stopped", f)
+        )
+
+    async def _recover(self) -> bool:
+        """Make the reserve again if there is room: then the disk is usable again."""
+        if not self.disk_full:
+            return True
+        try:
+            restored = await self.store.restore_reserve()
+        except OSError as e:
+            self.log.warn("cannot make the space reserve: {error}", error=str(e))
+            return False
+        if restored and self.disk_full:
+            self.disk_full = False
+            if self._disk_retry is not None and self._disk_retry.running:
+                self._disk_retry.stop()
+            self._disk_retry = None
+            self.log.info("disk space is back: saving works again", disk_full=False)
+            self.hub.publish("status", self.status())
+        return restored
 
     def now(self) -> str:
         """The clock's time as an RFC 3339 string."""
@@ -270,6 +345,7 @@ class WorkshopRuntime:
             completed_steps=tuple(s.id for s in self.workshop.steps if s.id in position.completed),
             terminal=self.terminal.status(),
             started_at=self.started_at,
+            problems=("disk_full",) if self.disk_full else (),
         )
 
     def step_statuses(self) -> dict[str, StepStatus]:
@@ -287,12 +363,25 @@ class WorkshopRuntime:
             next=steps[step.position + 1].id if step.position + 1 < len(steps) else None,
         )
 
-    async def hint(self, step_id: str, index: int) -> str:
-        """A hint's HTML, its reveal recorded."""
+    def _hint_step(self, step_id: str, index: int) -> Step:
         step = self._step(step_id)
         if not 0 <= index < len(step.hints):
             raise NotFound("unknown_hint", f"Step {step_id!r} has {len(step.hints)} hint(s), numbered from 0.")
-        await self.store.reveal_hint(step.id, index, self.now())
+        return step
+
+    async def reveal_hint(self, step_id: str, index: int) -> str:
+        """Reveal a hint: recorded in progress (once), its HTML answered; never for a locked step."""
+        step = self._hint_step(step_id, index)
+        if step_statuses(self.workshop, self.position)[step.id] == "locked":
+            raise Refused("step_locked", f"Step {step_id!r} is locked: this workshop goes in order.")
+        await self._saved(lambda: self.store.reveal_hint(step.id, index, self.now()))
+        return self.renderer.hint(step, index)
+
+    async def hint(self, step_id: str, index: int) -> str:
+        """A hint revealed before (a reload shows it again): reading it changes nothing."""
+        step = self._hint_step(step_id, index)
+        if not await self.store.hint_revealed(step.id, index):
+            raise Refused("hint_not_revealed", f"Hint {index} of step {step_id!r} has not been revealed yet.")
         return self.renderer.hint(step, index)
 
     async def progress(self) -> list[StepProgress]:
@@ -346,13 +435,15 @@ class WorkshopRuntime:
                     raise StepNotCompleted(result)
                 position = self.position
             new = arrive(self.workshop, self.container_step.image_tag, position, move)
-            await self.store.save_move(
-                current_step=new.current,
-                target_step=new.target,
-                phase=new.phase,
-                completed=sorted(new.completed - position.completed),
-                now=self.now(),
-                workshop_completed=move.finish,
+            await self._saved(
+                lambda: self.store.save_move(
+                    current_step=new.current,
+                    target_step=new.target,
+                    phase=new.phase,
+                    completed=sorted(new.completed - position.completed),
+                    now=self.now(),
+                    workshop_completed=move.finish,
+                )
             )
             # A check may have passed while the move was being saved: keep it.
             latest = self.position
@@ -413,8 +504,10 @@ class WorkshopRuntime:
     async def _validate(self, step: Step, trigger: Trigger) -> Result:
         result: Result = await self.checker.run(step.id, step.validation)
         body = result.to_json()
-        await self.store.record_validation(
-            step.id, body, passed=result.passed, checked_at=str(body["checked_at"]), attempt=trigger != "watch"
+        await self._saved(
+            lambda: self.store.record_validation(
+                step.id, body, passed=result.passed, checked_at=str(body["checked_at"]), attempt=trigger != "watch"
+            )
         )
         self.log.info(
             "validation of {step} ({trigger}): {verdict}",
@@ -451,13 +544,42 @@ class WorkshopRuntime:
             raise NotFound("unknown_key", f"There is no state value {key!r}.")
         return entry
 
+    async def state_page(self, after: str | None, limit: int = STATE_PAGE) -> list[tuple[str, str]]:
+        """Up to ``limit`` values after key ``after`` in key order, each as its stored JSON text.
+
+        ``GET /api/v1/state`` reads all of them this way, a page at a time, so
+        the answer never has to be held whole in memory.
+        """
+        return await self.store.state_page(after, limit)
+
     async def state_put(self, key: str, value: object) -> StateEntry:
-        """Set a custom state value: any JSON value, at most 64 KiB encoded."""
+        """Set a custom state value: any JSON value, at most 64 KiB encoded, within the totals.
+
+        Custom state is the author's, not the student's progress: on a full
+        disk it is refused (507) rather than given the space reserve.
+        """
         key = self._key(key)
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         if len(encoded.encode("utf-8")) > STATE_VALUE_MAX:
             raise TooLarge("too_large", "A state value may be at most 64 KiB of JSON.")
-        return await self.store.state_put(key, encoded, self.now())
+        if self.disk_full and not await self._recover():
+            raise DiskFull()
+        saved = await self._saved(
+            lambda: self.store.state_put(key, encoded, self.now(), max_keys=STATE_KEYS_MAX, max_bytes=STATE_TOTAL_MAX)
+        )
+        if saved == "keys":
+            raise Refused(
+                "state_key_limit",
+                f"Custom state holds at most {STATE_KEYS_MAX:,} values: delete some before adding new ones.",
+            )
+        if saved == "bytes":
+            raise TooLarge(
+                "state_size_limit",
+                f"Custom state may hold at most {STATE_TOTAL_MAX // (1024 * 1024)} MiB in all: "
+                "delete or shrink some values first.",
+            )
+        assert isinstance(saved, StateEntry)
+        return saved
 
     async def state_delete(self, key: str) -> None:
         """Delete a custom state value."""
@@ -497,8 +619,14 @@ class WorkshopRuntime:
         if not self.watch_active():
             return None
         d = self.validate(step_id, "watch")
-        d.addErrback(lambda f: self.log.failure("watch check of {step} failed", f, step=step_id))
+        d.addErrback(self._watch_failed, step_id)
         return d.addCallback(lambda _: None)
+
+    def _watch_failed(self, failure: Failure, step_id: str) -> None:
+        """A full disk is said once (and shown in the status), not with a traceback every tick."""
+        if failure.check(DiskFull):
+            return
+        self.log.failure("watch check of {step} failed", failure, step=step_id)
 
 
 __all__ = [

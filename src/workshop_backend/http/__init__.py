@@ -8,7 +8,10 @@
   application's refusals to statuses, the one JSON writer.
 - :mod:`~workshop_backend.http.security`: the ``Guard`` (Host, Origin,
   credentials), security headers, CSP.
-- :mod:`~workshop_backend.http.limits`: body caps (413), request deadlines.
+- :mod:`~workshop_backend.http.tickets`: single-use tickets for the event
+  stream and the terminal.
+- :mod:`~workshop_backend.http.limits`: the head judged before the body,
+  body caps (413), request deadlines, connections per client.
 - :mod:`~workshop_backend.http.static`: the embedded UI's files.
 - :mod:`~workshop_backend.http.site`: the ``Site`` around it all, with the
   access log.

@@ -21,16 +21,20 @@ from urllib.parse import urlsplit
 
 from klein import Klein
 from klein.interfaces import IKleinRequest
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
+from zope.interface import implementer
 
 from workshop_backend.application.runtime import STATE_VALUE_MAX, Status, WorkshopRuntime
 from workshop_backend.http import views
 from workshop_backend.http.errors import ApiError, api_error, encode, write_error, write_json
+from workshop_backend.http.tickets import Tickets
 from workshop_backend.terminal.sessions import TerminalInfo
 from workshop_backend.workshop import errors as domain
 from workshop_backend.workshop.errors import Starting, WorkshopError
@@ -115,6 +119,54 @@ def parse_navigation(body: object) -> tuple[Action, str | None]:
     return cast(Action, action), None
 
 
+@implementer(IPushProducer)
+class Drain:
+    """Backpressure for an answer written in pieces: wait until the client has room for more.
+
+    Registered as the request's streaming producer: the transport pauses it
+    when its buffer is full and resumes it once the client has read, so an
+    answer written piece by piece holds at most one piece and the transport's
+    buffer in memory, however slowly the client reads.
+    """
+
+    def __init__(self, request: Any) -> None:
+        # A twisted.web Request: IRequest declares neither producers nor notifyFinish.
+        self.request = request
+        self.paused = False
+        self.gone = False
+        self._waiting: Deferred[None] | None = None
+        request.registerProducer(self, True)
+        request.notifyFinish().addErrback(lambda _: self.stopProducing())
+
+    def room(self) -> Deferred[None]:
+        """Fires when the client can take more (at once unless paused)."""
+        if not self.paused or self.gone:
+            return succeed(None)
+        self._waiting = Deferred()
+        return self._waiting
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full."""
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        """The client has read: go on."""
+        self.paused = False
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.callback(None)
+
+    def stopProducing(self) -> None:
+        """The client has gone: stop writing."""
+        self.gone = True
+        self.resumeProducing()
+
+    def done(self) -> None:
+        """The answer is written."""
+        if not self.gone:
+            self.request.unregisterProducer()
+
+
 class Api:
     """The JSON API, the probes, the UI shell and the mount points."""
 
@@ -130,8 +182,11 @@ class Api:
         terminal: IResource,
         terminals: Terminals,
         events: IResource,
+        tickets: Tickets,
     ) -> None:
         self.readiness = readiness
+        #: The guard's tickets: issued here, redeemed by the guard.
+        self.tickets = tickets
         self.index_html = index_html
         self.static = static
         self.terminal = terminal
@@ -187,7 +242,11 @@ class Api:
         """Readiness: the working copy is open and ttyd answers."""
         ready, reason = self.readiness()
         if ready:
-            return write_json(request, {"status": "ready"})
+            # Ready, but with a problem the operator should see (disk_full): still 200, since the
+            # student needs the page and the terminal to fix it.
+            return write_json(
+                request, {"status": "ready"} if reason == "ready" else {"status": "ready", "reason": reason}
+            )
         return write_json(request, {"status": "not_ready", "reason": reason}, 503)
 
     # -- the UI -------------------------------------------------------------------
@@ -254,9 +313,27 @@ class Api:
 
     @app.route("/api/v1/steps/<string:step_id>/hints/<int:index>", methods=["GET"])
     async def hint(self, request: IRequest, step_id: str, index: int) -> bytes:
-        """One hint, its reveal recorded."""
+        """A hint revealed before (reading changes nothing; 409 if not revealed yet)."""
         html = await self._runtime().hint(step_id, index)
         return write_json(request, views.hint_body(index, html))
+
+    @app.route("/api/v1/steps/<string:step_id>/hints/<int:index>", methods=["POST"])
+    async def reveal_hint(self, request: IRequest, step_id: str, index: int) -> bytes:
+        """Reveal a hint: recorded in progress (a POST: no link or image can do it)."""
+        runtime = self._runtime()
+        read_json(request, required=False)
+        html = await runtime.reveal_hint(step_id, index)
+        return write_json(request, views.hint_body(index, html))
+
+    # -- tickets ------------------------------------------------------------------------
+
+    @app.route("/api/v1/tickets", methods=["POST"])
+    def ticket(self, request: IRequest) -> bytes:
+        """A single-use ticket for the event stream or the terminal (which cannot send headers)."""
+        read_json(request, required=False)
+        return write_json(
+            request, {"ticket": self.tickets.issue(), "expires_in": views.whole_seconds(self.tickets.lifetime)}
+        )
 
     @app.route("/api/v1/status", methods=["GET"])
     def status(self, request: IRequest) -> bytes:
@@ -301,8 +378,22 @@ class Api:
 
     @app.route("/api/v1/state", methods=["GET"])
     async def state_all(self, request: IRequest) -> bytes:
-        """Every custom state value."""
-        return write_json(request, {"state": await self._runtime().state_all()})
+        """Every custom state value, written a page at a time as the client reads (memory stays bounded)."""
+        runtime = self._runtime()
+        page = await runtime.state_page(None)
+        write_json(request, None)
+        drain = Drain(request)
+        request.write(views.STATE_ALL_HEAD)
+        first = True
+        while page and not drain.gone:
+            request.write(views.state_all_parts(page, first))
+            first = False
+            await drain.room()
+            if drain.gone:
+                break
+            page = await runtime.state_page(page[-1][0])
+        drain.done()
+        return b"" if drain.gone else views.STATE_ALL_TAIL
 
     @app.route("/api/v1/state/<string:key>", methods=["GET"])
     async def state_get(self, request: IRequest, key: str) -> bytes:

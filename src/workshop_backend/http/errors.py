@@ -19,11 +19,10 @@ the client sees a bare 500.
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from twisted.web.iweb import IRequest
+from typing import TYPE_CHECKING, Any
 
 from workshop_backend.workshop.errors import (
+    DiskFull,
     Invalid,
     NotFound,
     Refused,
@@ -33,6 +32,9 @@ from workshop_backend.workshop.errors import (
     WorkshopError,
 )
 
+if TYPE_CHECKING:
+    from twisted.web.iweb import IRequest
+
 JSON_TYPE = b"application/json; charset=utf-8"
 
 STATUS: dict[type[WorkshopError], int] = {
@@ -40,6 +42,7 @@ STATUS: dict[type[WorkshopError], int] = {
     NotFound: 404,
     Refused: 409,
     TooLarge: 413,
+    DiskFull: 507,
     Starting: 503,
 }
 """The application's refusals as HTTP statuses (a subclass takes its base's)."""
@@ -50,6 +53,8 @@ REASONS = {
     404: b"Not Found",
     408: b"Request Timeout",
     413: b"Content Too Large",
+    401: b"Unauthorized",
+    403: b"Forbidden",
     431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
 }

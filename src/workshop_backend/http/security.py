@@ -1,9 +1,12 @@
 """Who may talk to the backend (contract section 7), decided in one place.
 
 The terminal is a shell in the container: whoever reaches ``/terminal`` runs
-commands.  :class:`Guard` checks, for every request, in this order:
+commands.  :class:`Guard` checks, for every request, in this order, on the
+request head alone (the body is not read before the verdict, see
+:mod:`~workshop_backend.http.limits`):
 
-1. the ``Host`` header against the allowlist (DNS rebinding); exactly one;
+1. the ``Host`` header: exactly one, a port of ASCII digits (else 400), a
+   name on the allowlist (DNS rebinding, else 403);
 2. for WebSocket handshakes, every request to ``/terminal`` and non-GET
    requests that carry ``Origin``: the origin's host and port equal ``Host``
    exactly, or the origin is one of ``--allowed-origin``; ``null`` is refused;
@@ -11,32 +14,51 @@ commands.  :class:`Guard` checks, for every request, in this order:
    segments, as Twisted hands them to Klein), and a path that could be read
    two ways (an empty, ``.`` or ``..`` segment, an encoded ``/`` or ``\\``, a
    NUL) is refused with 404 before anything routes it;
-4. credentials for everything but the probes and the UI's assets: the
-   session cookie or ``Authorization: Bearer <token>``, compared in constant
-   time.  The list of public paths is short and explicit, so a route added
-   later is private unless someone decides otherwise.
+4. credentials for everything but the probes and the UI's assets:
+   ``Authorization: Bearer`` with the token or the browser key, or, for the
+   event stream and the terminal only, a single-use ticket
+   (:mod:`~workshop_backend.http.tickets`).  The list of public paths is
+   short and explicit, so a route added later is private unless someone
+   decides otherwise.
 
-``?token=`` on a page URL logs in: a session cookie is set and the browser
-is redirected to the same path without the token, so the token leaves the
-address bar (and the history) at once.  A page (:data:`PAGES`) refused for
-want of credentials answers the small token page rather than JSON.
+**No cookie opens anything but the page.**  Browsers send a host's cookies
+to every port of that host (a student's own web server on another port
+receives them), so a cookie is a credential that leaks by design.  The
+page cookie only lets the same browser load the page itself (``/``, the
+UI's public shell) on a reload; everything the page then does carries the
+browser key, which lives in ``localStorage`` (scoped to scheme, host and
+port: no other port can read it) and travels as a header.
+
+``?token=`` on a page URL logs in: the page cookie is set and the browser
+is redirected to the same path without the token, with the browser key in
+the fragment (``#key=...``), which never leaves the browser; the page moves
+it to ``localStorage`` and out of the address bar at once.  The browser key
+is derived from the token (an HMAC), so every backend of a workspace (the
+next step's container too) accepts it without sharing any state.  A page
+(:data:`PAGES`) refused for want of credentials answers the small token page
+rather than JSON.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
 import re
 import secrets
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, unquote_to_bytes, urlencode, urlsplit
-
-from twisted.web.iweb import IRequest
+from weakref import WeakKeyDictionary
 
 from workshop_backend.http.errors import BASE_HEADERS, ApiError
+from workshop_backend.http.tickets import Tickets
+
+if TYPE_CHECKING:
+    from twisted.web.iweb import IRequest
 
 AuthMode = Literal["token", "none"]
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
@@ -44,6 +66,12 @@ PAGES = frozenset({"/"})
 """Paths that answer HTML for a browser: the login lands there, a refusal is a page."""
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/favicon.ico", "/static"})
 PUBLIC_PREFIXES = ("/static/",)
+TICKET_PATHS = frozenset({"/api/v1/events", "/terminal"})
+"""The connections a browser opens without headers: a ticket opens them (once)."""
+KEY_FRAGMENT = "key"
+"""The login redirect's fragment names the browser key: ``/#key=...``."""
+PAGE_COOKIE_SECONDS = 30 * 24 * 3600
+"""The page cookie opens only the page's public shell: it may outlive the browser session."""
 # A DNS name (labels of letters, digits, '-' and '_', an optional final dot).
 _NAME = re.compile(r"^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.?$")
 
@@ -141,41 +169,77 @@ def normalise_origin(origin: str) -> str | None:
     return f"{parts.scheme}://{host}:{default if port is None else port}"
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The guard's answer for one request: a refusal, and whether it carried credentials."""
+
+    refusal: ApiError | None
+    authenticated: bool
+
+
 @dataclass
 class Guard:
-    """The access policy: host allowlist, origin check, token."""
+    """The access policy: host allowlist, origin check, token, browser key, tickets."""
 
     auth: AuthMode
     token: str | None
     allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
     allowed_origins: tuple[str, ...] = ()
+    tickets: Tickets = field(default_factory=lambda: Tickets(time.monotonic))
 
     def __post_init__(self) -> None:
         self._any_host = "*" in self.allowed_hosts
         self._hosts = {normalise_host(split_host(h)[0]) for h in self.allowed_hosts if h != "*"} - {None}
         self._origins = {o for o in (normalise_origin(x) for x in self.allowed_origins) if o}
         secret = (self.token or "").encode("utf-8")
-        self._session = hmac.new(secret, b"workshop-backend session v1", hashlib.sha256).hexdigest()
+        self._page = hmac.new(secret, b"workshop-backend page v2", hashlib.sha256).hexdigest().encode("ascii")
+        key = hmac.new(secret, b"workshop-backend browser key v2", hashlib.sha256).digest()
+        self.browser_key = base64.urlsafe_b64encode(key).rstrip(b"=").decode("ascii")
+        """What the page keeps in ``localStorage`` and sends as ``Authorization: Bearer``."""
+        self._bearers = (self.token or "").encode("utf-8"), self.browser_key.encode("ascii")
+        # One verdict per request: the early check (on the head, before the body) and the
+        # resource's check see the same answer, and a ticket is redeemed once.
+        self._verdicts: WeakKeyDictionary[IRequest, Verdict] = WeakKeyDictionary()
 
     # -- the checks ---------------------------------------------------------------
 
     def check(self, request: IRequest) -> ApiError | None:
         """The refusal for this request, or None to let it through."""
+        return self.verdict(request).refusal
+
+    def verdict(self, request: IRequest) -> Verdict:
+        """The whole verdict for this request, decided once (on its head)."""
+        verdict = self._verdicts.get(request)
+        if verdict is None:
+            verdict = self._verdicts[request] = self._judge(request)
+        return verdict
+
+    def _judge(self, request: IRequest) -> Verdict:
         hosts = request.requestHeaders.getRawHeaders(b"host") or []
         if len(hosts) > 1:
-            return ApiError(400, "bad_request", "A request carries one Host header, not several.")
+            return Verdict(ApiError(400, "bad_request", "A request carries one Host header, not several."), False)
         host = hosts[0].decode("latin-1") if hosts else ""
+        port = split_host(host)[1]
+        if port and not (ascii_digits(port) and len(port) <= 5 and int(port) <= 65535):
+            return Verdict(
+                ApiError(400, "bad_request", "The Host header's port must be a number (ASCII digits)."), False
+            )
         if not self.host_allowed(host):
-            return ApiError(403, "forbidden_host", "This backend does not answer to that host name.")
+            return Verdict(ApiError(403, "forbidden_host", "This backend does not answer to that host name."), False)
         path = canonical_path(request.path)
         origins = request.requestHeaders.getRawHeaders(b"origin")
         if origins is not None and self.origin_checked(request, path) and not self.one_origin_allowed(origins, host):
-            return ApiError(403, "forbidden_origin", "Requests from that origin are not allowed.")
+            return Verdict(ApiError(403, "forbidden_origin", "Requests from that origin are not allowed."), False)
         if path is None:
-            return ApiError(404, "not_found", "There is nothing at this address.")
-        if self.needs_auth(path) and not self.authenticated(request) and not self.logging_in(request, path):
-            return ApiError(401, "unauthorized", "An access token is required: open the link you were given.")
-        return None
+            return Verdict(ApiError(404, "not_found", "There is nothing at this address."), False)
+        authenticated = self.authenticated(request, path)
+        if self.needs_auth(path) and not (
+            authenticated or self.logging_in(request, path) or self.page_cookie(request, path)
+        ):
+            return Verdict(
+                ApiError(401, "unauthorized", "An access token is required: open the link you were given."), False
+            )
+        return Verdict(None, authenticated)
 
     def logging_in(self, request: IRequest, path: str) -> bool:
         """A page asked for (GET or HEAD) with ``?token=``: :meth:`login` judges the token."""
@@ -194,7 +258,7 @@ class Guard:
         return TOKEN_PAGE.replace(b"{message}", b"This page needs the access token of its link.")
 
     def check_handshake(self, request: IRequest) -> tuple[int, str] | None:
-        """The terminal bridge's handshake check: the same policy, as (status, reason)."""
+        """The terminal bridge's handshake check: the same verdict, as (status, reason)."""
         refusal = self.check(request)
         return None if refusal is None else (refusal.status, refusal.message)
 
@@ -239,28 +303,43 @@ class Guard:
         """Everything needs credentials but the probes, the page itself and its assets."""
         return not (path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES))
 
-    def authenticated(self, request: IRequest) -> bool:
-        """Session cookie or bearer token, compared in constant time."""
+    def authenticated(self, request: IRequest, path: str) -> bool:
+        """A bearer (the token or the browser key), or a ticket on a ticket path; never a cookie.
+
+        A ticket is redeemed here: call this once per request (:meth:`verdict` does).
+        """
         if self.auth == "none":
             return True
         if self.token is None:
             return False
         bearer = request.getHeader(b"authorization")
         if bearer is not None and bearer[:7].lower() == b"bearer ":
-            return hmac.compare_digest(bearer[7:].strip(), self.token.encode("utf-8"))
+            offered = bearer[7:].strip()
+            # Both compared, always: the time taken says nothing about which one was close.
+            matches = [hmac.compare_digest(offered, secret) for secret in self._bearers]
+            return any(matches)
+        if path in TICKET_PATHS:
+            tickets = request.args.get(b"ticket") or []
+            return len(tickets) == 1 and self.tickets.redeem(tickets[0].decode("latin-1"))
+        return False
+
+    def page_cookie(self, request: IRequest, path: str) -> bool:
+        """The page cookie, for the page itself only (it opens nothing else)."""
+        if path not in PAGES or request.method not in (b"GET", b"HEAD"):
+            return False
         cookie = request.getCookie(self.cookie_name(request))
-        return cookie is not None and hmac.compare_digest(cookie, self._session.encode("ascii"))
+        return cookie is not None and hmac.compare_digest(cookie, self._page)
 
     # -- logging in ---------------------------------------------------------------
 
     @staticmethod
     def cookie_name(request: IRequest) -> bytes:
-        """Per port, so two local workspaces on one host keep their own session."""
+        """Per port, so two local workspaces on one host keep their own page cookie."""
         port = getattr(request.getHost(), "port", 0)
-        return f"workshop_session_{port}".encode("ascii")
+        return f"workshop_page_{port}".encode("ascii")
 
     def login(self, request: IRequest) -> bytes | None:
-        """Handle ``?token=`` on a page: cookie and redirect, or a 401 page; None if no login."""
+        """Handle ``?token=`` on a page: cookie and redirect with the browser key, or a 401 page."""
         if not self.logging_in(request, canonical_path(request.path) or ""):
             return None
         request.setHeader(b"Cache-Control", b"no-store")
@@ -272,14 +351,16 @@ class Guard:
         secure = request.isSecure() or (request.getHeader(b"x-forwarded-proto") or b"").lower() == b"https"
         request.addCookie(  # type: ignore[call-arg]  # IRequest omits httpOnly/sameSite; Request has them
             self.cookie_name(request),
-            self._session.encode("ascii"),
+            self._page,
             path=b"/",
+            max_age=str(PAGE_COOKIE_SECONDS).encode("ascii"),
             httpOnly=True,
             secure=secure,
             sameSite="strict",
         )
         request.setResponseCode(303)
-        request.setHeader(b"Location", self.clean_location(request.uri.decode("latin-1")).encode("latin-1"))
+        location = self.clean_location(request.uri.decode("latin-1")) + f"#{KEY_FRAGMENT}={self.browser_key}"
+        request.setHeader(b"Location", location.encode("latin-1"))
         return b""
 
     @staticmethod

@@ -8,6 +8,7 @@ event and ``GET /api/v1/status`` never disagree.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -38,6 +39,7 @@ def status_body(status: Status) -> dict[str, Any]:
         "completed_steps": list(status.completed_steps),
         "terminal": status.terminal,
         "started_at": status.started_at,
+        "problems": list(status.problems),
     }
 
 
@@ -92,6 +94,21 @@ def progress_body(steps: list[StepProgress]) -> dict[str, Any]:
             for p in steps
         ]
     }
+
+
+def state_all_parts(pages: list[tuple[str, str]], first: bool) -> bytes:
+    """A piece of ``GET /api/v1/state``'s ``{"state": {...}}``: stored JSON text is passed on as it is.
+
+    The values were encoded by the backend itself when they were stored, so
+    they are not decoded and encoded again (which would hold every value
+    twice, as Python objects and as text).
+    """
+    parts = [("" if first and i == 0 else ",") + json.dumps(key) + ":" + value for i, (key, value) in enumerate(pages)]
+    return "".join(parts).encode("utf-8")
+
+
+STATE_ALL_HEAD = b'{"state":{'
+STATE_ALL_TAIL = b"}}"
 
 
 def state_body(entry: StateEntry) -> dict[str, Any]:

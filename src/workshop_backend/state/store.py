@@ -4,21 +4,34 @@ One connection (``cp_min = cp_max = 1``), so there is exactly one writer and
 statements run one after another in adbapi's thread; the reactor thread never
 touches sqlite.  Every method that writes commits before its Deferred fires,
 so the API can promise that a write is durable before it answers.
+
+A write that fails for lack of disk space raises
+:class:`~workshop_backend.workshop.errors.DiskFull` (the transaction is
+rolled back: nothing is half-written).  Writes that record the student's
+progress and position are *vital*: on a full disk the store releases the
+space reserve (:mod:`~workshop_backend.state.space`) and tries once more, in
+the same thread, before giving up.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred
 
+from workshop_backend.state.space import Reserve
+from workshop_backend.workshop.errors import DiskFull
 from workshop_backend.workshop.model import Phase
+
+StateLimit = Literal["keys", "bytes"]
+"""Which limit of custom state a write would break."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,14 @@ class StateEntry:
     updated_at: str
 
 
+def disk_full(error: BaseException) -> bool:
+    """Did this fail for lack of space (SQLite's SQLITE_FULL, or ENOSPC/EDQUOT)?"""
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", None)
+        return (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "database or disk is full" in str(error)
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _open(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -62,8 +83,10 @@ def _open(conn: sqlite3.Connection) -> None:
 class Store:
     """Every read and write of the working copy."""
 
-    def __init__(self, path: Path, pool: adbapi.ConnectionPool | None = None) -> None:
+    def __init__(self, path: Path, pool: adbapi.ConnectionPool | None = None, reserve: Reserve | None = None) -> None:
         self.path = path
+        self.reserve = reserve
+        """Released (and the write tried again) when a vital write finds the disk full."""
         self._pool = pool or adbapi.ConnectionPool(
             "sqlite3",
             str(path),
@@ -82,9 +105,40 @@ class Store:
         self._closed = True
         self._pool.close()
 
-    def _interaction(self, fn: Any, *args: Any) -> Deferred[Any]:
-        d: Deferred[Any] = self._pool.runInteraction(fn, *args)
+    def _interaction(self, fn: Callable[..., Any], *args: Any, vital: bool = False) -> Deferred[Any]:
+        """Run ``fn(cursor, *args)`` in one transaction, in the database thread."""
+        d: Deferred[Any] = self._pool.runWithConnection(self._transaction, fn, args, vital)
         return d
+
+    def _transaction(self, conn: Any, fn: Callable[..., Any], args: tuple[Any, ...], vital: bool) -> Any:
+        """Commit, or roll back and raise; on a full disk, a vital write releases the reserve and runs again."""
+        retried = False
+        while True:
+            cursor = conn.cursor()
+            try:
+                result = fn(cursor, *args)
+                conn.commit()
+                return result
+            except (sqlite3.Error, OSError) as e:
+                conn.rollback()
+                if not disk_full(e):
+                    raise
+                if vital and not retried and self.reserve is not None and self.reserve.release():
+                    retried = True
+                    continue
+                raise DiskFull() from None
+            finally:
+                cursor.close()
+
+    def restore_reserve(self) -> Deferred[bool]:
+        """Make the space reserve again if there is room (in the database thread, between writes)."""
+        reserve = self.reserve
+        if reserve is None:
+            d: Deferred[bool] = Deferred()
+            d.callback(True)
+            return d
+        result: Deferred[bool] = self._pool.runWithConnection(lambda conn: reserve.restore())
+        return result
 
     # -- status and progress ---------------------------------------------------------
 
@@ -139,7 +193,7 @@ class Store:
             _ensure_progress(txn, current_step)
             txn.execute("UPDATE progress SET viewed_at = COALESCE(viewed_at, ?) WHERE step_id = ?", (now, current_step))
 
-        return self._interaction(run)
+        return self._interaction(run, vital=True)
 
     def record_validation(
         self, step: str, result: dict[str, Any], *, passed: bool, checked_at: str, attempt: bool
@@ -163,7 +217,7 @@ class Store:
                     (checked_at, step),
                 )
 
-        return self._interaction(run)
+        return self._interaction(run, vital=True)
 
     def last_validation(self, step: str) -> Deferred[dict[str, Any] | None]:
         """The last result of a step as stored, or None if never run."""
@@ -183,6 +237,15 @@ class Store:
                 "INSERT OR IGNORE INTO hint_reveals (step_id, hint_index, revealed_at) VALUES (?, ?, ?)",
                 (step, index, now),
             )
+
+        return self._interaction(run, vital=True)
+
+    def hint_revealed(self, step: str, index: int) -> Deferred[bool]:
+        """Has this hint been revealed?"""
+
+        def run(txn: sqlite3.Cursor) -> bool:
+            txn.execute("SELECT 1 FROM hint_reveals WHERE step_id = ? AND hint_index = ?", (step, index))
+            return txn.fetchone() is not None
 
         return self._interaction(run)
 
@@ -207,10 +270,47 @@ class Store:
 
         return self._interaction(run)
 
-    def state_put(self, key: str, encoded: str, now: str) -> Deferred[StateEntry]:
-        """Set a custom state value; ``encoded`` is already-checked JSON text."""
+    def state_page(self, after: str | None, limit: int) -> Deferred[list[tuple[str, str]]]:
+        """Up to ``limit`` custom state values after key ``after``, in key order, as stored (JSON text)."""
 
-        def run(txn: sqlite3.Cursor) -> StateEntry:
+        def run(txn: sqlite3.Cursor) -> list[tuple[str, str]]:
+            txn.execute(
+                "SELECT key, value FROM custom_state WHERE ? IS NULL OR key > ? ORDER BY key LIMIT ?",
+                (after, after, limit),
+            )
+            return [(str(key), str(value)) for key, value in txn.fetchall()]
+
+        return self._interaction(run)
+
+    def state_put(
+        self, key: str, encoded: str, now: str, *, max_keys: int | None = None, max_bytes: int | None = None
+    ) -> Deferred[StateEntry | StateLimit]:
+        """Set a custom state value; ``encoded`` is already-checked JSON text.
+
+        Answers the limit it would break instead (``keys``: more than
+        ``max_keys`` values; ``bytes``: keys and values together over
+        ``max_bytes`` bytes of UTF-8), checked in the same transaction.
+        """
+
+        def run(txn: sqlite3.Cursor) -> StateEntry | StateLimit:
+            if max_keys is not None or max_bytes is not None:
+                txn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB))), 0),"
+                    " COALESCE(SUM(key = ?), 0) FROM custom_state",
+                    (key,),
+                )
+                count, total, exists = txn.fetchone()
+                if exists:
+                    txn.execute(
+                        "SELECT LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB)) FROM custom_state"
+                        " WHERE key = ?",
+                        (key,),
+                    )
+                    total -= txn.fetchone()[0]
+                elif max_keys is not None and count >= max_keys:
+                    return "keys"
+                if max_bytes is not None and total + len(key.encode()) + len(encoded.encode()) > max_bytes:
+                    return "bytes"
             txn.execute(
                 "INSERT INTO custom_state (key, value, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",

@@ -162,6 +162,7 @@ class TtydSupervisor(Service):
         ping_interval: int = 60,
         extra_args: Sequence[str] = (),
         probe: Probe | None = None,
+        verify: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._reactor = reactor
         self.ttyd = ttyd
@@ -180,6 +181,8 @@ class TtydSupervisor(Service):
         self.ping_interval = ping_interval
         self.extra_args = list(extra_args)
         self._probe: Probe = probe if probe is not None else connect_probe(reactor)
+        #: Why the binary must not run now (a changed checksum), or None; asked before every start.
+        self.verify = verify
 
         self.state = STOPPED
         self.restarts = 0
@@ -339,6 +342,10 @@ class TtydSupervisor(Service):
             return
         if not os.access(self.ttyd, os.X_OK):
             self._fail(f"ttyd binary is not executable: {self.ttyd}")
+            return
+        problem = self.verify()
+        if problem is not None:
+            self._fail(problem)
             return
         try:
             argv = childexec.wrap(self.argv(), die_with_parent=True)

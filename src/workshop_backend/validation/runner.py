@@ -8,6 +8,14 @@ URLs are Twisted connections.  The rules of a step run concurrently (the
 application layer makes sure a step is evaluated once at a time).  A rule
 that cannot be checked is a failed rule with a detail saying why, never an
 exception out of :meth:`Validator.run`.
+
+Checks are guests of the student's servers: they never reset a connection.
+A server started in the foreground prints a traceback into the student's
+terminal for every reset it sees (Python's ``http.server`` does), which
+looks like the check broke something.  So a port check says goodbye with a
+FIN and waits for the server to close its side, and an http check reads
+the response to its end (draining past the part it keeps) before it closes.
+Only a deadline that expires aborts a connection.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from twisted.internet.interfaces import (
     IReactorProcess,
     IReactorThreads,
     IReactorTime,
+    ITCPTransport,
 )
 from twisted.internet.protocol import ProcessProtocol, connectionDone
 from twisted.internet.protocol import Protocol as TwistedProtocol
@@ -70,6 +79,12 @@ OUTPUT_CAP = 64 * 1024
 """Bytes kept of each of a command's stdout and stderr (the tail)."""
 BODY_CAP = 1024 * 1024
 """Bytes of an HTTP body read for ``body``."""
+DRAIN_CAP = 8 * 1024 * 1024
+"""Bytes of a body past ``BODY_CAP`` read and dropped so the connection can close without a reset."""
+DRAIN_SECONDS = 2.0
+"""Seconds a body past ``BODY_CAP`` is drained before the connection is closed regardless."""
+GOODBYE_SECONDS = 1.0
+"""Seconds a port check waits for the server to close after our FIN before closing regardless."""
 KILL_GRACE = 2.0
 """Seconds to wait for a killed command's pipes to close before giving up on them."""
 USER_AGENT = b"workshop-backend-validation"
@@ -252,7 +267,7 @@ class Validator:
     async def _port(self, rule: Rule) -> PortOutcome:
         assert rule.port is not None
         endpoint = HostnameEndpoint(self._reactor, rule.host, rule.port, timeout=rule.timeout)
-        d = connectProtocol(endpoint, TwistedProtocol())
+        d = connectProtocol(endpoint, _Knock())
         with self._deadline(d, rule.timeout) as deadline:
             try:
                 proto = await d
@@ -269,8 +284,10 @@ class Validator:
                 if isinstance(e, error.ConnectError):
                     return PortOutcome(connected=False, error=_connect_error(e))
                 raise
-        assert proto.transport is not None
-        proto.transport.abortConnection()
+        # Connected: that is the answer.  Leave politely before giving it, so
+        # the server has seen a plain end-of-file (not a reset) by the time
+        # the student looks at the result.
+        await proto.leave(self._clock, GOODBYE_SECONDS)
         return PortOutcome(connected=True)
 
     # --- http --------------------------------------------------------------------
@@ -302,7 +319,7 @@ class Validator:
         )
         location = response.headers.getRawHeaders(b"location", [None])[0]
         done: Deferred[None] = Deferred(lambda _: body.stop())
-        body = _CappedBody(BODY_CAP, done)
+        body = _CappedBody(BODY_CAP, done, self._clock)
         response.deliverBody(body)
         await done
         return HttpOutcome(
@@ -470,22 +487,37 @@ class _CommandProtocol(ProcessProtocol):
 
 
 class _CappedBody(TwistedProtocol):
-    """Collects up to ``cap`` bytes of a response body, then stops the transfer."""
+    """Collects up to ``cap`` bytes of a response body; ``done`` fires then or at its end.
 
-    def __init__(self, cap: int, done: Deferred[None]) -> None:
+    Past the cap the rest is read and dropped (up to ``DRAIN_CAP`` bytes, for
+    ``DRAIN_SECONDS``) so that the connection ends cleanly: closing a socket
+    with unread data in it sends a reset, and the server then complains
+    (Python's ``http.server`` prints a ``BrokenPipeError`` traceback).
+    """
+
+    def __init__(self, cap: int, done: Deferred[None], clock: IReactorTime) -> None:
         self.cap = cap
         self.data = bytearray()
         self.truncated = False
         self.done = done
+        self._clock = clock
+        self._drained = 0
+        self._drain_timer: IDelayedCall | None = None
 
     def dataReceived(self, data: bytes) -> None:
+        if self.truncated:
+            self._drained += len(data)
+            if self._drained > DRAIN_CAP:
+                self.stop()
+            return
         if self.done.called:
             return
         room = self.cap - len(self.data)
         self.data += data[:room]
         if len(data) > room:
             self.truncated = True
-            self.stop()
+            self._drained = len(data) - room
+            self._drain_timer = self._clock.callLater(DRAIN_SECONDS, self.stop)
             self.done.callback(None)
 
     def stop(self) -> None:
@@ -495,5 +527,39 @@ class _CappedBody(TwistedProtocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         # However the body ended (cleanly, cut short, stopped by us), what
         # arrived is what there is to judge.
+        if self._drain_timer is not None and self._drain_timer.active():
+            self._drain_timer.cancel()
         if not self.done.called:
             self.done.callback(None)
+
+
+class _Knock(TwistedProtocol):
+    """A port check's connection: says nothing and leaves politely.
+
+    :meth:`leave` half-closes (a FIN: "nothing to say"), reads and drops
+    whatever the server says (a banner), and closes once the server has
+    closed its side, or after ``grace`` seconds.  Closing with unread data,
+    or aborting, would reset the connection instead.
+    """
+
+    def __init__(self) -> None:
+        self.gone: Deferred[None] = Deferred()
+        self._timer: IDelayedCall | None = None
+
+    def leave(self, clock: IReactorTime, grace: float) -> Deferred[None]:
+        """Half-close now; fires once the connection is closed."""
+        transport = self.transport
+        assert transport is not None
+        if not self.gone.called:
+            ITCPTransport(transport).loseWriteConnection()
+            self._timer = clock.callLater(grace, transport.loseConnection)
+        return self.gone
+
+    def dataReceived(self, data: bytes) -> None:
+        pass  # read (so the close is not a reset) and dropped
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        if not self.gone.called:
+            self.gone.callback(None)

@@ -50,3 +50,14 @@ class Starting(WorkshopError):
 
     def __init__(self) -> None:
         super().__init__("starting", "The workshop is still starting; try again in a moment.")
+
+
+class DiskFull(WorkshopError):
+    """The workspace's disk is full: a write could not be saved (nothing was lost or corrupted)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "disk_full",
+            "The workspace's disk is full, so this could not be saved. Delete some files in the terminal "
+            "(to find big ones: du -sh * | sort -h), then try again.",
+        )
