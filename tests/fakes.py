@@ -17,6 +17,7 @@ from workshop_backend.http.views import event_data
 from workshop_backend.state.store import Store
 from workshop_backend.state.workingcopy import prepare
 from workshop_backend.support.reactor import IBackendReactor
+from workshop_backend.terminal.sessions import TerminalInfo
 from workshop_backend.validation.evaluate import RuleResult, ValidationResult
 from workshop_backend.validation.spec import ValidationSpec
 from workshop_backend.workshop.distribution import Distribution, load_distribution
@@ -172,6 +173,28 @@ class FakeTerminal:
     def is_ready(self) -> bool:
         """Set by the test."""
         return self.ready
+
+
+class FakeTerminals:
+    """The workspace's terminals as the API sees them; the test sets the list."""
+
+    def __init__(self, limit: int = 6) -> None:
+        self.terminal_limit = limit
+        self.listed: list[TerminalInfo] = []
+        self.ended: list[str] = []
+
+    def terminals(self) -> list[TerminalInfo]:
+        """Set by the test."""
+        return list(self.listed)
+
+    def end_terminal(self, name: str) -> bool:
+        """Ends a listed terminal (it leaves the list); False for any other name."""
+        for info in self.listed:
+            if info.id == name:
+                self.listed.remove(info)
+                self.ended.append(name)
+                return True
+        return False
 
 
 class RecordingHub:

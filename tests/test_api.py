@@ -17,7 +17,16 @@ from twisted.web.static import Data
 
 from tests import distributions
 from tests.distributions import StepDef, file_rule
-from tests.fakes import FakeChecker, FakeTerminal, RecordingHub, SyncPool, open_runtime, working_copy
+from tests.fakes import (
+    START,
+    FakeChecker,
+    FakeTerminal,
+    FakeTerminals,
+    RecordingHub,
+    SyncPool,
+    open_runtime,
+    working_copy,
+)
 from workshop_backend.http.api import Api, parse_navigation
 from workshop_backend.http.errors import ApiError
 from workshop_backend.http.security import Guard, content_security_policy
@@ -26,6 +35,7 @@ from workshop_backend.http.static import static_resource
 from workshop_backend.http.tickets import Tickets
 from workshop_backend.state.assets import AssetStore
 from workshop_backend.state.store import Store
+from workshop_backend.terminal.sessions import TerminalInfo
 
 BASE = "http://127.0.0.1:8080"
 JSON = {"Content-Type": "application/json"}
@@ -58,6 +68,7 @@ class Harness:
         self.hub = RecordingHub()
         self.checker = FakeChecker(self.clock)
         self.terminal = FakeTerminal()
+        self.terminals = FakeTerminals()
         self.distribution, self.container = distribution, container
         if static_dir is None:
             static_dir = Path(case.mktemp())
@@ -74,6 +85,7 @@ class Harness:
             index_html=lambda: b"<!doctype html><title>ui</title>",
             static=static_resource(static_dir),
             terminal=Data(b"terminal", "text/plain"),
+            terminals=self.terminals,
             events=Data(b"events", "text/plain"),
             tickets=self.guard.tickets,
         )
@@ -451,6 +463,93 @@ class StateTests(SynchronousTestCase):
         code, body, _ = h.request("PUT", "/api/v1/state/big", "x" * (64 * 1024))
         self.assertEqual((code, body["error"]), (413, "too_large"))
         self.assertEqual(h.request("PUT", "/api/v1/state/x", data=b"1")[0], 415)
+
+
+def detached_terminal() -> TerminalInfo:
+    """A terminal whose browser left a minute ago."""
+    return TerminalInfo(
+        id="abcDEF0123_-xyz",
+        number=1,
+        state="detached",
+        clients=0,
+        created_at=START,
+        detached_at=START + 60,
+        expires_at=START + 60 + 1800,
+        output_bytes=5000,
+        buffered_bytes=4096,
+        skipped_bytes=904,
+        paused=False,
+        close_code=None,
+    )
+
+
+def ended_terminal() -> TerminalInfo:
+    """A terminal whose shell exited with an error, kept for the page to see."""
+    return TerminalInfo(
+        id="second",
+        number=2,
+        state="ended",
+        clients=0,
+        created_at=START + 1.5,
+        detached_at=START + 2,
+        expires_at=START + 1802,
+        output_bytes=10,
+        buffered_bytes=10,
+        skipped_bytes=0,
+        paused=False,
+        close_code=4000,
+    )
+
+
+class TerminalsTests(SynchronousTestCase):
+    """``GET /api/v1/terminals`` and ``DELETE /api/v1/terminals/{id}``."""
+
+    def test_list(self) -> None:
+        """The terminals in order, times as RFC 3339, the limit; before the working copy is open too."""
+        h = Harness(self, standard(self), open_runtime=False)
+        h.terminals.listed = [detached_terminal(), ended_terminal()]
+        code, body = h.get("/api/v1/terminals")
+        self.assertEqual(code, 200)
+        self.assertEqual(body["limit"], 6)
+        first, second = body["terminals"]
+        self.assertEqual(
+            first,
+            {
+                "id": "abcDEF0123_-xyz",
+                "number": 1,
+                "state": "detached",
+                "clients": 0,
+                "created_at": "2027-01-15T08:00:00Z",
+                "detached_at": "2027-01-15T08:01:00Z",
+                "expires_at": "2027-01-15T08:31:00Z",
+                "output_bytes": 5000,
+                "buffered_bytes": 4096,
+                "skipped_bytes": 904,
+                "paused": False,
+                "close_code": None,
+            },
+        )
+        self.assertEqual((second["id"], second["state"], second["close_code"]), ("second", "ended", 4000))
+
+    def test_end(self) -> None:
+        """DELETE ends a terminal (204); an unknown one is 404 unknown_terminal."""
+        h = Harness(self, standard(self))
+        h.terminals.listed = [detached_terminal()]
+        code, _, _ = h.request("DELETE", "/api/v1/terminals/abcDEF0123_-xyz")
+        self.assertEqual(code, 204)
+        self.assertEqual(h.terminals.ended, ["abcDEF0123_-xyz"])
+        code, body, _ = h.request("DELETE", "/api/v1/terminals/abcDEF0123_-xyz")
+        self.assertEqual((code, body["error"]), (404, "unknown_terminal"))
+
+    def test_end_needs_our_origin(self) -> None:
+        """Another site's page cannot close a terminal: DELETE with a foreign Origin is 403."""
+        h = Harness(self, standard(self))
+        h.terminals.listed = [detached_terminal()]
+        code, body, _ = h.request(
+            "DELETE", "/api/v1/terminals/abcDEF0123_-xyz", headers={"Origin": "http://evil.example"}
+        )
+        self.assertEqual((code, body["error"]), (403, "forbidden_origin"))
+        self.assertEqual(h.terminals.ended, [])
 
 
 class HttpTests(SynchronousTestCase):

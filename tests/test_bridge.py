@@ -29,14 +29,16 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Site
 
 from tests.fakes import as_reactor
-from workshop_backend.terminal.bridge import BrowserProtocol, TerminalBridge, UpstreamProtocol
+from workshop_backend.terminal.bridge import BrowserProtocol, TerminalBridge
 from workshop_backend.terminal.fastpath import (
     COALESCE_DELAY,
     COALESCE_MAX,
     FAST_PATH_MAX_FRAME,
+    frame_payloads,
     scan_data_frames,
     use_reactor_timers,
 )
+from workshop_backend.terminal.upstream import UpstreamProtocol
 
 
 def frame(payload: bytes, first: int = 0x82) -> bytes:
@@ -47,6 +49,30 @@ def frame(payload: bytes, first: int = 0x82) -> bytes:
     if n < 65536:
         return bytes([first, 126]) + n.to_bytes(2, "big") + payload
     return bytes([first, 127]) + n.to_bytes(8, "big") + payload
+
+
+class Transport(iosim.FakeTransport):
+    """iosim's transport, but one that stops delivering what it reads while paused (as a real one stops reading)."""
+
+    def __init__(self, protocol: Any, isServer: bool, **kw: Any) -> None:
+        super().__init__(protocol, isServer, **kw)
+        self.paused = False
+        self.held: list[bytes] = []
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        held, self.held = self.held, []
+        for data in held:
+            self.protocol.dataReceived(data)
+
+    def bufferReceived(self, buf: Any) -> None:
+        if self.paused:
+            self.held.append(buf)
+        else:
+            super().bufferReceived(buf)
 
 
 class FakeSupervisor:
@@ -166,9 +192,9 @@ class BridgeTestCase(SynchronousTestCase):
         address = IPv4Address("TCP", "127.0.0.1", 8080)
         pump = iosim.connect(
             server,
-            iosim.FakeTransport(server, isServer=True, hostAddress=address),
+            Transport(server, isServer=True, hostAddress=address),
             client,
-            iosim.FakeTransport(client, isServer=False, peerAddress=address),
+            Transport(client, isServer=False, peerAddress=address),
             greet=False,
             clock=self.clock,
         )
@@ -187,9 +213,9 @@ class BridgeTestCase(SynchronousTestCase):
         ttyd = server_factory.buildProtocol(None)
         pump = iosim.connect(
             ttyd,
-            iosim.FakeTransport(ttyd, isServer=True),
+            Transport(ttyd, isServer=True),
             client,
-            iosim.FakeTransport(client, isServer=False),
+            Transport(client, isServer=False),
             greet=False,
             clock=self.clock,
         )
@@ -208,6 +234,11 @@ class BridgeTestCase(SynchronousTestCase):
     def browser_proto(self) -> BrowserProtocol:
         [proto] = self.bridge.connections
         return proto
+
+    def upstream_proto(self) -> UpstreamProtocol:
+        session = self.browser_proto().session
+        assert session is not None and session.upstream is not None
+        return session.upstream
 
 
 class PassthroughTests(BridgeTestCase):
@@ -238,13 +269,12 @@ class PassthroughTests(BridgeTestCase):
     def test_subprotocol_and_no_compression(self) -> None:
         """Both legs speak tty without permessage-deflate."""
         browser, _ = self.session()
-        proto = self.browser_proto()
+        upstream = self.upstream_proto()
         self.assertEqual(browser.websocket_protocol_in_use, "tty")
         self.assertIsNone(browser._perMessageCompress)
-        assert proto.upstream is not None
-        self.assertEqual(proto.upstream.websocket_protocol_in_use, "tty")
-        self.assertIsNone(proto.upstream._perMessageCompress)
-        self.assertEqual(proto.upstream.factory.perMessageCompressionOffers, [])
+        self.assertEqual(upstream.websocket_protocol_in_use, "tty")
+        self.assertIsNone(upstream._perMessageCompress)
+        self.assertEqual(upstream.factory.perMessageCompressionOffers, [])
 
     def test_each_socket_its_own_upstream(self) -> None:
         """Two browser sockets make two ttyd sessions."""
@@ -260,17 +290,22 @@ class PassthroughTests(BridgeTestCase):
         """Each leg's transport is the streaming producer of the other's, and unlinked on close."""
         browser, _ = self.session()
         proto = self.browser_proto()
-        assert proto.upstream is not None
+        session = proto.session
+        assert session is not None
         browser_transport: Any = proto.transport
-        upstream_transport: Any = proto.upstream.transport
-        self.assertIs(browser_transport.producer._transport, upstream_transport)
+        upstream_transport: Any = self.upstream_proto().transport
         self.assertTrue(browser_transport.streamingProducer)
-        self.assertIs(upstream_transport.producer._transport, browser_transport)
+        self.assertTrue(upstream_transport.streamingProducer)
         browser_transport.producer.pauseProducing()
-        self.assertTrue(proto.paused())
-        self.assertEqual(proto.pauses(), 1)
+        self.assertTrue(session.paused)
+        self.assertTrue(upstream_transport.paused)
         browser_transport.producer.resumeProducing()
-        self.assertFalse(proto.paused())
+        self.assertFalse(session.paused)
+        self.assertFalse(upstream_transport.paused)
+        upstream_transport.producer.pauseProducing()
+        self.assertTrue(browser_transport.paused)
+        upstream_transport.producer.resumeProducing()
+        self.assertFalse(browser_transport.paused)
         browser.sendClose(1000)
         self.flush()
         self.assertIsNone(browser_transport.producer)
@@ -295,11 +330,18 @@ class FastPathTests(BridgeTestCase):
         huge = bytes([0x82, 127]) + (FAST_PATH_MAX_FRAME + 1).to_bytes(8, "big")
         self.assertEqual(scan_data_frames(huge), (0, False))
 
+    def test_frame_payloads(self) -> None:
+        """Where each payload of a run of frames is: short, 16-bit and 64-bit lengths, empty ones too."""
+        payloads = [b"0a", b"", b"1" * 300, b"0" + b"z" * 70000]
+        run = b"".join(frame(p) for p in payloads)
+        self.assertEqual(scan_data_frames(run), (len(run), False))
+        self.assertEqual([run[start:end] for start, end in frame_payloads(run)], payloads)
+        self.assertEqual(list(frame_payloads(b"")), [])
+
     def test_split_control_and_fragments(self) -> None:
         """Split frames are joined, pings are answered, fragmented messages still arrive whole."""
         browser, ttyd = self.session()
-        upstream = self.browser_proto().upstream
-        assert upstream is not None
+        upstream = self.upstream_proto()
         data = frame(b"0" + b"x" * 1000)
         for piece in (data[:1], data[1:3], data[3:500], data[500:]):
             upstream.dataReceived(piece)
@@ -321,9 +363,7 @@ class CoalesceTests(BridgeTestCase):
         """A session whose upstream protocol the test feeds directly."""
         super().setUp()
         self.browser, self.ttyd = self.session()
-        upstream = self.browser_proto().upstream
-        assert upstream is not None
-        self.upstream = upstream
+        self.upstream = self.upstream_proto()
 
     def test_small_output_at_once(self) -> None:
         """A keystroke echo is written to the browser without waiting."""
@@ -408,7 +448,7 @@ class QueueTests(BridgeTestCase):
         factory, _ = self.connects[0]
         client = factory.buildProtocol(None)
         self.assertIsInstance(client, UpstreamProtocol)
-        transport = iosim.FakeTransport(client, isServer=False)
+        transport = Transport(client, isServer=False)
         client.makeConnection(transport)
         browser.sendClose(1000)
         self.flush()
@@ -479,7 +519,7 @@ class CloseCodeTests(BridgeTestCase):
         browser = self.open_browser()
         factory, d = self.connects[0]
         client = factory.buildProtocol(None)
-        transport = iosim.FakeTransport(client, isServer=False)
+        transport = Transport(client, isServer=False)
         client.makeConnection(transport)
         d.callback(client)
         client.connectionLost(Failure(ConnectionRefusedError()))
@@ -569,9 +609,9 @@ class PlainRequestTests(BridgeTestCase):
         client.closedDeferred = None
         pump = iosim.connect(
             server,
-            iosim.FakeTransport(server, isServer=True),
+            Transport(server, isServer=True),
             client,
-            iosim.FakeTransport(client, isServer=False),
+            Transport(client, isServer=False),
             greet=False,
             clock=self.clock,
         )

@@ -25,6 +25,7 @@ import workshop_backend
 from tests import daemon as d
 from tests import distributions
 from tests.distributions import StepDef, file_rule
+from tests.processes import alive
 
 TOKEN = "integration-test-token-0123456789"
 
@@ -44,15 +45,6 @@ def children(pid: int | None, name: str = "ttyd") -> list[int]:
         if ppid == pid and comm.startswith(name):
             found.append(int(entry.name))
     return found
-
-
-def alive(pid: int) -> bool:
-    """Is there a (non-zombie) process ``pid``?"""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 async def gone(pids: list[int], timeout: float = 10.0) -> bool:

@@ -220,6 +220,7 @@ class HttpJunkTests(TestCase):
             index_html=lambda: b"<!doctype html><title>ui</title>",
             static=h.api.static,
             terminal=Data(b"terminal", "text/plain"),
+            terminals=h.terminals,
             events=Data(b"events", "text/plain"),
             tickets=Tickets(reactor.seconds),
         )

@@ -67,6 +67,22 @@ class MetricsTests(SynchronousTestCase):
             value(m, "workshop_http_request_duration_seconds_sum", route="/api/v1/status") or 0.0, 0.008
         )
 
+    def test_terminal_gauges(self) -> None:
+        """The workspace's terminals by state, the bytes they hold, the shells held back: read at each scrape."""
+        m = Metrics(process=False)
+        states = {"attached": 2, "detached": 1}
+        held = [4096]
+        m.watch_terminals(lambda: states, lambda: held[0], lambda: 1)
+        self.assertEqual(value(m, "workshop_terminal_sessions", state="attached"), 2.0)
+        self.assertEqual(value(m, "workshop_terminal_sessions", state="detached"), 1.0)
+        self.assertEqual(value(m, "workshop_terminal_sessions", state="ended"), 0.0)
+        self.assertEqual(value(m, "workshop_terminal_buffered_bytes"), 4096.0)
+        self.assertEqual(value(m, "workshop_terminals_paused"), 1.0)
+        states["ended"] = 3
+        held[0] = 10
+        self.assertEqual(value(m, "workshop_terminal_sessions", state="ended"), 3.0)
+        self.assertEqual(value(m, "workshop_terminal_buffered_bytes"), 10.0)
+
     def test_terminals(self) -> None:
         """Open terminals go up and down; closes count by (known) code."""
         m = make()

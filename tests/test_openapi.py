@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.test_api import JSON, Harness, standard
+from tests.test_api import JSON, Harness, detached_terminal, ended_terminal, standard
 from workshop_backend.http.api import Api
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +150,7 @@ class ConformanceTests(SynchronousTestCase):
     def test_answers_match(self) -> None:
         """A tour of the API: every answer, errors included, matches its documented schema."""
         h = Harness(self, standard(self))
+        h.terminals.listed = [detached_terminal(), ended_terminal()]
         tour: list[tuple[str, str, str, Any, dict[str, Any]]] = [
             ("get", "/healthz", "/healthz", None, {}),
             ("get", "/readyz", "/readyz", None, {}),
@@ -174,6 +175,8 @@ class ConformanceTests(SynchronousTestCase):
             ("get", "/api/v1/state/{key}", "/api/v1/state/missing", None, {}),
             ("get", "/api/v1/state", "/api/v1/state", None, {}),
             ("get", "/api/v1/workshop", "/api/v1/workshop", None, {"Host": "evil.example"}),
+            ("get", "/api/v1/terminals", "/api/v1/terminals", None, {}),
+            ("delete", "/api/v1/terminals/{terminal_id}", "/api/v1/terminals/nope", None, {}),
         ]
         statuses = []
         for method, template, path, body, headers in tour:

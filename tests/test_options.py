@@ -207,6 +207,18 @@ class FlagTests(OptionsTestCase):
         """--log-format json."""
         self.assertEqual(self.parse(["--log-format", "json"]).log_format, "json")
 
+    def test_terminal_grace(self) -> None:
+        """--terminal-grace: seconds, or a number with s, m or h; 0 ends a terminal with its last browser."""
+        for value, seconds in [
+            ("600", 600.0),
+            ("90s", 90.0),
+            ("30m", 1800.0),
+            ("2h", 7200.0),
+            ("1.5M", 90.0),
+            ("0", 0.0),
+        ]:
+            self.assertEqual(self.parse(["--terminal-grace", value]).terminal_grace, seconds, value)
+
     def test_fresh(self) -> None:
         """--fresh."""
         self.assertEqual((self.parse(["--fresh"]).fresh, self.parse([]).fresh), (True, False))
@@ -287,6 +299,13 @@ class EnvironmentTests(OptionsTestCase):
         """WORKSHOP_TOKEN_FILE is a path to the token."""
         settings = self.parse([], dict(self.env, WORKSHOP_TOKEN_FILE=str(self.token_file(TOKEN + "\n"))))
         self.assertEqual((settings.token, settings.token_source), (TOKEN, "token file"))
+
+    def test_terminal_grace(self) -> None:
+        """WORKSHOP_TERMINAL_GRACE; the default is 30 minutes; the flag wins."""
+        self.assertEqual(self.parse([], dict(self.env, WORKSHOP_TERMINAL_GRACE="15m")).terminal_grace, 900.0)
+        self.assertEqual(self.parse([]).terminal_grace, 1800.0)
+        env = dict(self.env, WORKSHOP_TERMINAL_GRACE="15m")
+        self.assertEqual(self.parse(["--terminal-grace", "20"], env).terminal_grace, 20.0)
 
     def test_log_format(self) -> None:
         """WORKSHOP_LOG_FORMAT."""
@@ -411,6 +430,14 @@ class RefusalTests(OptionsTestCase):
         self.assertEqual(
             self.refused([], dict(self.env, WORKSHOP_AUTH="off")), "--auth must be 'token' or 'none', not 'off'"
         )
+
+    def test_bad_terminal_grace(self) -> None:
+        """--terminal-grace that is not a duration from 0 to 7 days, flag or variable."""
+        for value in ("soon", "-5", "10d", "1e9", "nan", "inf", "m", " "):
+            message = self.refused(["--terminal-grace", value])
+            self.assertTrue(message.startswith("--terminal-grace must be a duration from 0 to 7 days"), message)
+        message = self.refused([], dict(self.env, WORKSHOP_TERMINAL_GRACE="forever"))
+        self.assertIn("'forever'", message)
 
     def test_bad_log_format(self) -> None:
         """--log-format other than text/json."""

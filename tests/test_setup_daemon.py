@@ -25,7 +25,8 @@ from twisted.trial.unittest import TestCase
 from tests import daemon as d
 from tests import distributions
 from tests.distributions import StepDef, file_rule
-from tests.test_daemon import alive, gone
+from tests.processes import alive
+from tests.test_daemon import gone
 
 TOKEN = "setup-test-token-0123456789abcdef"
 

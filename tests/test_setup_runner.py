@@ -20,16 +20,8 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
+from tests.processes import alive
 from workshop_backend.validation.setup import LOG_CAP, RUN_MARK, ScriptOutcome, SetupRunner, interpreter, sweep
-
-
-def alive(pid: int) -> bool:
-    """Is ``pid`` a live process (not gone, not a zombie)?"""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class RunnerTestCase(TestCase):

@@ -28,6 +28,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 import workshop_backend
+from tests.processes import alive
 from workshop_backend.terminal.bridge import TerminalBridge
 from workshop_backend.terminal.supervisor import TtydSupervisor
 from workshop_backend.terminal.ttydbin import TtydNotFound, bundled_ttyd
@@ -63,11 +64,7 @@ def poll_until(predicate: Callable[[], bool], what: str, timeout: float = DEADLI
 
 def process_gone(pid: int) -> bool:
     """True when ``pid`` no longer runs (gone, or a zombie nobody reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    return not alive(pid)
 
 
 def kill_if_running(pid: int) -> None:
@@ -242,8 +239,10 @@ class TerminalIntegrationTests(TestCase):
         yield term.wait_for(rb"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
         term.transport.pauseProducing()
         [proto] = self.bridge.connections
-        yield poll_until(proto.paused, "the bridge to pause reading from ttyd")
-        upstream = proto.upstream
+        session = proto.session
+        assert session is not None
+        yield poll_until(lambda: session.paused, "the bridge to pause reading from ttyd")
+        upstream = session.upstream
         assert upstream is not None
         # The kernel's socket buffers take a few MB before the stall is complete: wait until
         # ttyd's leg has not read a byte for 10 polls in a row, watching the bridge's buffers.
@@ -256,12 +255,12 @@ class TerminalIntegrationTests(TestCase):
             return len(history) > 10 and history[-1] == history[-11]
 
         yield poll_until(stalled, "ttyd's leg to stall")
-        self.assertTrue(proto.paused())
+        self.assertTrue(session.paused)
         # At most: 64 KiB in the browser's transport (Twisted pauses its producer
         # past that), COALESCE_MAX gathered, one read from ttyd.  Measured: 70-95 KB.
         self.assertLess(max(samples), 512 * 1024, samples)
         term.transport.resumeProducing()
-        yield poll_until(lambda: not proto.paused(), "the bridge to resume")
+        yield poll_until(lambda: not session.paused, "the bridge to resume")
         term.type("\x03")
         term.type("echo stopped-$((5*5))\r")
         yield term.wait_for(rb"stopped-25")

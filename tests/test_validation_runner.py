@@ -26,6 +26,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
 from tests.fakes import as_reactor
+from tests.processes import alive
 from workshop_backend.validation import runner
 from workshop_backend.validation.evaluate import RuleResult, ValidationResult
 from workshop_backend.validation.runner import HttpClient, Validator
@@ -39,16 +40,6 @@ ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent-ho
 def spec(*rules: dict[str, object]) -> ValidationSpec:
     """A spec parsed as the loader would."""
     return parse_validation({"rules": [{"id": f"r{i}", **r} for i, r in enumerate(rules)]})
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie awaiting its reaper counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
 
 
 async def dies(pid: int, timeout: float = 5.0) -> bool:

@@ -28,6 +28,7 @@ from workshop_backend.http.security import (
     normalise_origin,
     split_host,
 )
+from workshop_backend.terminal.sessions import DEFAULT_GRACE
 from workshop_backend.workshop.distribution import Distribution, DistributionError, load_distribution
 
 DEFAULT_LISTEN = "tcp:8080"
@@ -59,6 +60,7 @@ class Settings:
     workdir: str
     log_format: Literal["text", "json"] = "text"
     metrics_listen: str | None = None
+    terminal_grace: float = DEFAULT_GRACE
     env: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -156,6 +158,28 @@ def resolve_listen(value: str) -> str:
     return value
 
 
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_TERMINAL_GRACE = 7 * 24 * 3600.0
+
+
+def resolve_grace(value: str | None) -> float:
+    """``--terminal-grace``: seconds, or a number with ``s``, ``m`` or ``h`` (``90s``, ``30m``, ``2h``)."""
+    if value is None:
+        return DEFAULT_GRACE
+    text = value.strip().lower()
+    unit = text[-1:] if text[-1:] in ("s", "m", "h") else ""
+    number = text[: len(text) - len(unit)]
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        seconds = -1.0
+    if not number or not 0 <= seconds <= MAX_TERMINAL_GRACE:
+        raise UsageError(
+            f"--terminal-grace must be a duration from 0 to 7 days, such as 600, 90s, 30m or 2h: {value!r}"
+        )
+    return seconds
+
+
 def resolve_hosts(flags: Sequence[str], environ: Mapping[str, str]) -> tuple[str, ...]:
     """Host allowlist: flags, else WORKSHOP_ALLOWED_HOSTS, else loopback names."""
     values = list(flags) or [h.strip() for h in environ.get("WORKSHOP_ALLOWED_HOSTS", "").split(",") if h.strip()]
@@ -221,6 +245,7 @@ def resolve(
         metrics_listen = resolve_listen(metrics_listen)
         if metrics_listen == listen:
             raise UsageError("--metrics-listen must differ from --listen: metrics never share the student's port")
+    terminal_grace = resolve_grace(_pick(opt("terminal-grace"), environ, "WORKSHOP_TERMINAL_GRACE"))
     state_dir, fallback = resolve_state_dir(_pick(opt("state-dir"), environ, "WORKSHOP_STATE_DIR"))
     shell = resolve_shell(_pick(opt("shell"), environ, "WORKSHOP_SHELL"), environ)
     token, token_source = resolve_token(auth, opt("token-file"), environ)
@@ -254,5 +279,6 @@ def resolve(
         workdir=cwd,
         log_format=log_format,  # type: ignore[arg-type]
         metrics_listen=metrics_listen,
+        terminal_grace=terminal_grace,
         env=dict(environ),
     )

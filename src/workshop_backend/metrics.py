@@ -17,7 +17,11 @@ Metric names (all prefixed ``workshop_``):
   route Klein matched (``/api/v1/steps/{step_id}``; ``other`` for none),
   never a raw path, so the label set stays small;
 - ``terminals_open``, ``terminals_opened_total``,
-  ``terminals_closed_total{code}``;
+  ``terminals_closed_total{code}`` (browser sockets);
+- ``terminal_sessions{state}`` (the workspace's terminals: ``attached``,
+  ``detached``, ``ended``), ``terminal_buffered_bytes`` (output kept for
+  pages that come back, and write buffers), ``terminals_paused`` (shells held
+  back by a browser that does not keep up);
 - ``ttyd_restarts_total``, ``ttyd_up``;
 - ``validations_total{step,result,trigger}`` and
   ``validation_duration_seconds{step}``;
@@ -40,7 +44,7 @@ from twisted.web.server import Site
 from workshop_backend.http.listening import EndpointService
 from workshop_backend.workshop.navigation import NAVIGATION_ACTIONS
 
-CLOSE_CODES = frozenset({1000, 1001, 1006, 1011, 4000, 4001, 4002})
+CLOSE_CODES = frozenset({1000, 1001, 1006, 1008, 1011, 1013, 4000, 4001, 4002, 4003, 4005})
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 VALIDATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -90,6 +94,17 @@ class Metrics:
         self._closed = Counter(
             "workshop_terminals_closed", "Browser terminals closed, by the close code sent.", ["code"], registry=r
         )
+        self._sessions = Gauge(
+            "workshop_terminal_sessions", "The workspace's terminals, by state.", ["state"], registry=r
+        )
+        self._buffered = Gauge(
+            "workshop_terminal_buffered_bytes",
+            "Bytes the terminals hold: output kept for pages that come back, write buffers, queued input.",
+            registry=r,
+        )
+        self._paused = Gauge(
+            "workshop_terminals_paused", "Terminals whose output waits for a browser that does not keep up.", registry=r
+        )
         self._restarts = Counter("workshop_ttyd_restarts", "Times ttyd was started again after it ended.", registry=r)
         self._ttyd_up = Gauge("workshop_ttyd_up", "1 while ttyd answers, else 0.", registry=r)
         self._validations = Counter(
@@ -137,6 +152,22 @@ class Metrics:
         """
         self._open_from_count = True
         self._open.set_function(lambda: float(count()))
+
+    def watch_terminals(
+        self,
+        states: Callable[[], Mapping[str, int]],
+        buffered: Callable[[], int],
+        paused: Callable[[], int],
+    ) -> None:
+        """Read the terminal gauges at each scrape: terminals by state, bytes held, terminals held back."""
+
+        def count(state: str) -> Callable[[], float]:
+            return lambda: float(states().get(state, 0))
+
+        for state in ("attached", "detached", "ended"):
+            self._sessions.labels(state=state).set_function(count(state))
+        self._buffered.set_function(lambda: float(buffered()))
+        self._paused.set_function(lambda: float(paused()))
 
     def ttyd_restarted(self) -> None:
         """The supervisor started ttyd again after it ended."""

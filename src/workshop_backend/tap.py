@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,13 @@ class Options(usage.Options):
             "default: generated and logged once as a URL].",
         ],
         ["log-format", None, None, "'text' or 'json' (one JSON object per line) [WORKSHOP_LOG_FORMAT]."],
+        [
+            "terminal-grace",
+            None,
+            None,
+            "How long a terminal with no browser attached keeps its shell: seconds, or 90s, 30m, 2h; "
+            "0 ends it with its last browser [WORKSHOP_TERMINAL_GRACE; default 30m].",
+        ],
         [
             "metrics-listen",
             None,
@@ -191,11 +199,15 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         supervisor,
         reactor,
         check_handshake=guard.check_handshake,
+        grace=settings.terminal_grace,
         on_opened=metrics.terminal_opened if metrics else lambda: None,
         on_closed=metrics.terminal_closed if metrics else lambda code: None,
     )
     if metrics is not None:
         metrics.count_open_terminals(lambda: len(bridge.connections))
+        metrics.watch_terminals(
+            lambda: Counter(info.state for info in bridge.terminals()), bridge.buffered_bytes, bridge.paused_terminals
+        )
 
     def open_runtime(store: Store) -> Deferred[WorkshopRuntime]:
         using = Collaborators(
@@ -230,6 +242,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         index_html=lambda: index,
         static=static_resource(),
         terminal=bridge.resource,
+        terminals=bridge,
         events=events,
         tickets=guard.tickets,
     )

@@ -9,7 +9,7 @@ import { byId, el, icon } from "./dom";
 import { FocusRules, revealWithin } from "./focus";
 import { ForegroundTyper, SetupNotice } from "./setup";
 import { setupSplit } from "./split";
-import { TerminalManager } from "./terminal";
+import { TerminalManager, type TerminalList } from "./terminal";
 import type { Hint, ProgressEntry, Status, StepDetail, ValidationResult, Workshop } from "./types";
 
 const $ = {
@@ -49,12 +49,22 @@ const $ = {
 /** Narrow screens stack the instructions above the terminal (app.css). */
 const narrow = window.matchMedia("(max-width: 820px)");
 
+/** After Next into another image, the page asks for the new container this often ... */
+const SWAP_POLL_MS = 250;
+/** ... for this long (then the usual backoff). */
+const SWAP_FAST_FOR_MS = 120_000;
+
 class App {
   private readonly api = new Api({
     onUnauthorized: () => this.showAuthPage(),
     onNetworkError: () => this.lostBackend(),
   });
-  private readonly terms = new TerminalManager($.termTabs, $.termStack, () => this.checkBackend());
+  private readonly terms = new TerminalManager($.termTabs, $.termStack, () => this.checkBackend(), {
+    list: () => this.api.get<TerminalList>("/api/v1/terminals"),
+    end: async (id) => {
+      await this.api.request<unknown>("DELETE", `/api/v1/terminals/${encodeURIComponent(id)}`);
+    },
+  });
   private readonly focus = new FocusRules({
     terminalPane: $.terminalPane,
     focusTerminal: () => this.terms.focusActive(),
@@ -86,6 +96,8 @@ class App {
   private eventsAttempt = 0;
   /** The step a container swap is bringing (phase transitioning seen, not yet ready). */
   private movingTo: string | null = null;
+  /** When that swap was first seen (Date.now()): the page polls fast for a while after it. */
+  private movingSince = 0;
   private eventsTimer: number | undefined;
   private eventsSeq = 0;
   /** A save refused for a full disk (507), made again by itself once there is room. */
@@ -138,7 +150,7 @@ class App {
     }
     // A terminal that opens may be the one the step's foreground script waits for.
     this.terms.onStateChange = () => this.foreground.maybeType(this.status, this.step?.id);
-    this.terms.add();
+    void this.terms.restore().then(() => this.renderButtons());
     this.renderButtons();
     void this.reload().then(
       () => this.openEvents(),
@@ -172,8 +184,10 @@ class App {
   private async applyStatus(status: Status, refetchWorkshop: boolean): Promise<void> {
     const before = this.status;
     this.status = status;
-    if (status.phase === "transitioning") this.movingTo = status.target_step ?? status.current_step;
-    else if (status.phase === "ready" || status.phase === "completed") this.movingTo = null;
+    if (status.phase === "transitioning") {
+      if (this.movingTo === null) this.movingSince = Date.now();
+      this.movingTo = status.target_step ?? status.current_step;
+    } else if (status.phase === "ready" || status.phase === "completed") this.movingTo = null;
     if (
       refetchWorkshop &&
       (!before ||
@@ -670,6 +684,18 @@ class App {
     }, delay);
   }
 
+  /**
+   * How long to wait before asking again whether the backend is back. While a
+   * container swap is expected (the first 2 minutes after the page saw
+   * `transitioning`), every ~250 ms, so that the next step is usable as soon
+   * as its container is ready; otherwise the usual backoff from `base`.
+   */
+  private probeDelay(base: number, cap: number): number {
+    const jitter = 0.8 + Math.random() * 0.4;
+    if (this.movingTo !== null && Date.now() - this.movingSince < SWAP_FAST_FOR_MS) return SWAP_POLL_MS * jitter;
+    return Math.min(base * 2 ** this.probeAttempt++, cap) * jitter;
+  }
+
   /** A terminal dropped: if the backend itself is gone, show it. */
   private checkBackend(): void {
     if (this.offline || this.authFailed) return;
@@ -718,8 +744,7 @@ class App {
         this.lostBackend();
         return;
       }
-      const delay = Math.min(400 * 2 ** this.probeAttempt, 5000) * (0.8 + Math.random() * 0.4);
-      this.probeAttempt++;
+      const delay = this.probeDelay(400, 5000);
       window.clearTimeout(this.probeTimer);
       this.probeTimer = window.setTimeout(() => void this.probe(true), delay);
       return;
@@ -728,7 +753,7 @@ class App {
     if (status.phase === "starting") {
       // A backend answers but is not ready yet (working copy, ttyd): wait.
       this.probeAttempt = Math.min(this.probeAttempt, 3);
-      const delay = 400 * 2 ** this.probeAttempt++;
+      const delay = this.probeDelay(400, 3200);
       window.clearTimeout(this.probeTimer);
       this.probeTimer = window.setTimeout(() => void this.probe(true), delay);
       return;
@@ -777,7 +802,7 @@ class App {
     this.events?.close();
     this.events = null;
     window.clearTimeout(this.probeTimer);
-    for (const tab of [...this.terms.tabs]) tab.dispose();
+    this.terms.disposeAll();
     $.app.hidden = true;
     $.authPage.hidden = false;
     document.title = "Access token needed";

@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from klein import Klein
@@ -36,11 +36,25 @@ from workshop_backend.http import views
 from workshop_backend.http.assets import AssetResource
 from workshop_backend.http.errors import ApiError, api_error, encode, write_error, write_json
 from workshop_backend.http.tickets import Tickets
+from workshop_backend.terminal.sessions import TerminalInfo
+from workshop_backend.workshop import errors as domain
 from workshop_backend.workshop.errors import Starting, WorkshopError
 from workshop_backend.workshop.navigation import NAVIGATION_ACTIONS, Action
 
 Readiness = Callable[[], tuple[bool, str]]
 """``() -> (ready, short reason code)``, what ``/readyz`` answers."""
+
+
+class Terminals(Protocol):
+    """The workspace's terminals (:class:`~workshop_backend.terminal.bridge.TerminalBridge`)."""
+
+    @property
+    def terminal_limit(self) -> int: ...
+
+    def terminals(self) -> list[TerminalInfo]: ...
+
+    def end_terminal(self, name: str) -> bool: ...
+
 
 BODY_MAX = 1024 * 1024
 """Bytes of a request body, at most (contract section 4)."""
@@ -167,6 +181,7 @@ class Api:
         index_html: Callable[[], bytes],
         static: IResource,
         terminal: IResource,
+        terminals: Terminals,
         events: IResource,
         tickets: Tickets,
     ) -> None:
@@ -176,6 +191,7 @@ class Api:
         self.index_html = index_html
         self.static = static
         self.terminal = terminal
+        self.terminals = terminals
         self.events = events
         self.runtime: WorkshopRuntime | None = None
         self._steps: dict[str, bytes] = {}
@@ -265,6 +281,20 @@ class Api:
     def terminal_socket(self, request: IRequest) -> IResource:
         """``WS /terminal``: the bridge to ttyd."""
         return self.terminal
+
+    @app.route("/api/v1/terminals", methods=["GET"])
+    def terminal_list(self, request: IRequest) -> bytes:
+        """The workspace's terminals, in the order they were opened (a reloaded page attaches to them)."""
+        terminals = self.terminals
+        return write_json(request, views.terminals_body(terminals.terminals(), terminals.terminal_limit))
+
+    @app.route("/api/v1/terminals/<string:terminal_id>", methods=["DELETE"])
+    def terminal_end(self, request: IRequest, terminal_id: str) -> bytes:
+        """The student closed a terminal's tab: end its shell."""
+        if not self.terminals.end_terminal(terminal_id):
+            raise domain.NotFound("unknown_terminal", "There is no such terminal (it may have ended already).")
+        request.setResponseCode(204)
+        return b""
 
     @app.route("/api/v1/events", methods=["GET"])
     def event_stream(self, request: IRequest) -> IResource:

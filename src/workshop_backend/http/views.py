@@ -15,6 +15,8 @@ from typing import Any
 from workshop_backend.application.runtime import Status, StepProgress, StepView
 from workshop_backend.application.setup import SetupStatus
 from workshop_backend.state.store import StateEntry
+from workshop_backend.support.timefmt import rfc3339
+from workshop_backend.terminal.sessions import TerminalInfo
 from workshop_backend.validation.evaluate import ValidationResult
 from workshop_backend.workshop.model import Workshop
 from workshop_backend.workshop.navigation import StepStatus
@@ -129,6 +131,29 @@ STATE_ALL_TAIL = b"}}"
 def state_body(entry: StateEntry) -> dict[str, Any]:
     """``GET``/``PUT /api/v1/state/{key}``."""
     return {"key": entry.key, "value": entry.value, "updated_at": entry.updated_at}
+
+
+def terminal_body(info: TerminalInfo) -> dict[str, Any]:
+    """One terminal of ``GET /api/v1/terminals``."""
+    return {
+        "id": info.id,
+        "number": info.number,
+        "state": info.state,
+        "clients": info.clients,
+        "created_at": rfc3339(info.created_at),
+        "detached_at": None if info.detached_at is None else rfc3339(info.detached_at),
+        "expires_at": None if info.expires_at is None else rfc3339(info.expires_at),
+        "output_bytes": info.output_bytes,
+        "buffered_bytes": info.buffered_bytes,
+        "skipped_bytes": info.skipped_bytes,
+        "paused": info.paused,
+        "close_code": info.close_code,
+    }
+
+
+def terminals_body(terminals: list[TerminalInfo], limit: int) -> dict[str, Any]:
+    """``GET /api/v1/terminals``."""
+    return {"terminals": [terminal_body(info) for info in terminals], "limit": limit}
 
 
 def event_data(data: object) -> object:

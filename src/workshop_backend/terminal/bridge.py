@@ -1,32 +1,32 @@
 # mypy: allow-untyped-calls
 # (Autobahn's and twisted.web's APIs are largely unannotated.)
-"""``WS /terminal``: the browser's WebSocket bridged to ttyd's ``/ws``.
+"""``WS /terminal``: browser WebSockets attached to the workspace's terminals.
 
-Every browser socket gets its own Autobahn client connection to ttyd over
-ttyd's UNIX socket (so its own shell).  Messages pass unchanged both ways
-(text stays text, binary stays binary); nothing is compressed.
+A browser socket opens a terminal (a :class:`~workshop_backend.terminal.upstream.TerminalSession`,
+one ttyd session, one shell) or attaches to one that exists.  What it asks
+for is in the handshake's query string (:func:`~workshop_backend.terminal.sessions.parse_attach`):
 
-ttyd's output takes a fast path (:mod:`~workshop_backend.terminal.fastpath`):
-complete data frames are written to the browser's transport byte for byte,
-and bulk output is gathered for a few milliseconds so the browser's socket
-gets fewer, larger writes.
+- nothing: a plain ttyd client, a new shell that ends with the socket;
+- ``session=new``: a new terminal that belongs to the workspace and
+  outlives the socket;
+- ``session=ID&offset=N``: attach to terminal ``ID``, having shown ``N``
+  bytes of its output; what was missed comes first, exactly once.
 
-Backpressure: once both legs are open, each leg's transport is registered as a
-streaming producer of the other leg's transport (through :class:`_Valve`,
-which forwards pause and resume but not ``stopProducing``, so that closing one
-leg closes the other with a proper close code rather than a bare TCP close).
-A browser that stops reading fills its transport's buffer, which pauses
-reading from ttyd, which stops ttyd reading the pty, which blocks the shell.
-
-Close codes sent to the browser (see ``docs/terminal.md``):
+Messages pass unchanged both ways (text stays text, binary stays binary);
+nothing is compressed.  ttyd's output takes a fast path
+(:mod:`~workshop_backend.terminal.fastpath`).  ``docs/terminal.md`` has the
+protocol, the backpressure and the close codes:
 
 ====  =====================================================================
 1000  the shell exited with status 0 (ttyd closed with 1000)
 4000  the shell exited otherwise (ttyd closes with 1006 on the wire)
 4001  terminal unavailable (ttyd not running, connecting to it failed)
 4002  terminal restarting (ttyd restarted, or its connection dropped)
+4003  this terminal no longer exists (unknown, expired, closed, lost with ttyd)
+4005  too many terminals (a new one over the workspace's limit)
 1001  backend shutting down
-1008  too much input before the terminal was ready
+1008  bad session parameters, or too much input before the terminal was ready
+1013  too many attempts to attach: try again later
 ====  =====================================================================
 """
 
@@ -36,42 +36,70 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from autobahn.twisted.resource import WebSocketResource
-from autobahn.twisted.websocket import (
-    WebSocketClientFactory,
-    WebSocketServerFactory,
-    WebSocketServerProtocol,
-)
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.util import encode_truncate
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import UNIXClientEndpoint
-from twisted.internet.interfaces import IProtocol, IProtocolFactory, IPushProducer
+from twisted.internet.interfaces import IProtocol, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET
-from zope.interface import implementer
 
 from workshop_backend.support.reactor import IBackendReactor
 from workshop_backend.terminal.fastpath import (
-    FastPathClient,
     cancel_close_timer,
     transport_buffered,
     unparsed_bytes,
     use_reactor_timers,
 )
+from workshop_backend.terminal.sessions import (
+    CLOSE_GOING_AWAY,
+    CLOSE_GONE,
+    CLOSE_POLICY,
+    CLOSE_RESTARTING,
+    CLOSE_SHELL_EXITED,
+    CLOSE_SHELL_FAILED,
+    CLOSE_TOO_MANY,
+    CLOSE_TRY_LATER,
+    CLOSE_UNAVAILABLE,
+    DEFAULT_BUFFER,
+    DEFAULT_DETACHED_READ_RATE,
+    DEFAULT_GRACE,
+    DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_TERMINALS,
+    AttachRequest,
+    BadAttach,
+    New,
+    Plain,
+    RateLimiter,
+    Resume,
+    SessionTable,
+    TerminalInfo,
+    new_session_id,
+    parse_attach,
+)
+from workshop_backend.terminal.upstream import SUBPROTOCOL, TerminalSession, UpstreamProtocol
 
-SUBPROTOCOL = "tty"
-
-CLOSE_SHELL_EXITED = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_SHELL_FAILED = 4000
-CLOSE_UNAVAILABLE = 4001
-CLOSE_RESTARTING = 4002
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_GONE",
+    "CLOSE_POLICY",
+    "CLOSE_RESTARTING",
+    "CLOSE_SHELL_EXITED",
+    "CLOSE_SHELL_FAILED",
+    "CLOSE_TOO_MANY",
+    "CLOSE_TRY_LATER",
+    "CLOSE_UNAVAILABLE",
+    "SUBPROTOCOL",
+    "BrowserProtocol",
+    "TerminalBridge",
+    "TerminalResource",
+]
 
 #: ttyd's close code when the shell exits non-zero (invalid on the wire).
 TTYD_ABNORMAL = 1006
@@ -100,119 +128,22 @@ class TerminalSupervisor(Protocol):
 
 
 _OPEN = WebSocketProtocol.STATE_OPEN
-_CONNECTING = WebSocketProtocol.STATE_CONNECTING
 _CLOSED = WebSocketProtocol.STATE_CLOSED
 
 
-@implementer(IPushProducer)
-class _Valve:
-    """One leg's transport as the push producer of the other leg's transport."""
-
-    def __init__(self, transport: Any) -> None:
-        self._transport = transport
-        self.paused = False
-        self.pauses = 0
-
-    def pauseProducing(self) -> None:
-        if not self.paused:
-            self.paused = True
-            self.pauses += 1
-            self._transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        if self.paused:
-            self.paused = False
-            self._transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        """Ignored: each leg closes the other itself, with a close code."""
-
-
-class UpstreamProtocol(FastPathClient):
-    """The bridge's client connection to ttyd for one browser socket.
-
-    ttyd's data frames go to the browser's transport byte for byte
-    (:class:`~workshop_backend.terminal.fastpath.FastPathClient`); anything
-    else arrives as a message and is sent on as one.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.browser: BrowserProtocol | None = None
-        self.opened = False
-        self.got_close_frame = False
-        self.close_frame_code: int | None = None
-
-    def forward_frames(self, frames: bytes) -> None:
-        """Write ttyd's frames to the browser (dropped if its side is closed already)."""
-        browser = self.browser
-        if browser is not None and browser.state == _OPEN and browser.transport is not None:
-            browser.transport.write(frames)
-
-    def onOpen(self) -> None:
-        self.opened = True
-        if self.browser is not None:
-            self.browser.upstream_opened(self)
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.flush()
-        browser = self.browser
-        if browser is not None and browser.state == _OPEN:
-            browser.sendMessage(payload, isBinary)
-
-    def onCloseFrame(self, code: int, reasonRaw: bytes) -> Any:
-        # Seen before Autobahn judges the code: ttyd's 1006 is a protocol
-        # error to Autobahn but means "the shell exited non-zero" to us.
-        self.got_close_frame = True
-        self.close_frame_code = code
-        return super().onCloseFrame(code, reasonRaw)
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.flush()
-        browser, self.browser = self.browser, None
-        if browser is not None:
-            browser.upstream_closed(self)
-
-
-class UpstreamFactory(WebSocketClientFactory):
-    """Builds the one :class:`UpstreamProtocol` of a browser socket."""
-
-    protocol = UpstreamProtocol
-
-    def __init__(self, browser: BrowserProtocol, bridge: TerminalBridge) -> None:
-        super().__init__(url="ws://localhost/ws", protocols=[SUBPROTOCOL], reactor=bridge.reactor)
-        self.browser = browser
-        use_reactor_timers(self, bridge.reactor)
-        self.setProtocolOptions(
-            perMessageCompressionOffers=[],
-            openHandshakeTimeout=bridge.open_handshake_timeout,
-            closeHandshakeTimeout=bridge.close_handshake_timeout,
-            autoPingInterval=0,
-            serverConnectionDropTimeout=0,
-        )
-
-    def buildProtocol(self, addr: Any) -> UpstreamProtocol:
-        proto = super().buildProtocol(addr)
-        assert isinstance(proto, UpstreamProtocol)
-        proto.browser = self.browser
-        self.browser.upstream = proto
-        return proto
-
-
 class BrowserProtocol(WebSocketServerProtocol):
-    """One browser terminal socket."""
+    """One browser terminal socket, attached to one :class:`TerminalSession` while open."""
 
     def __init__(self) -> None:
         super().__init__()
         self.bridge: TerminalBridge | None = None
         self.http_request: IRequest | None = None
-        self.upstream: UpstreamProtocol | None = None
+        self.attach_request: AttachRequest = Plain()
+        self.session: TerminalSession | None = None
         self.close_code: int | None = None
         self.opened_terminal = False
-        self._connecting: Deferred[IProtocol] | None = None
-        self._pending: list[tuple[bytes, bool]] = []
-        self._pending_bytes = 0
-        self._links: tuple[tuple[Any, _Valve], tuple[Any, _Valve]] | None = None
+        #: The page's first message (ttyd's greeting) has been seen.
+        self.greeted = False
         self._gone = False
 
     # -- autobahn callbacks ----------------------------------------------
@@ -242,156 +173,50 @@ class BrowserProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(code, reason)
         if SUBPROTOCOL not in request.protocols:
             raise ConnectionDeny(400, "the terminal speaks only the WebSocket subprotocol 'tty'")
+        # Judged once open, so that a page is told with a close code it can act on.
+        self.attach_request = parse_attach(request.params)
         return SUBPROTOCOL
 
     def onOpen(self) -> None:
-        bridge = self.bridge
-        assert bridge is not None
-        supervisor = bridge.supervisor
-        if not supervisor.is_ready():
-            self.close_browser(CLOSE_UNAVAILABLE, bridge.unavailable_reason())
-            return
-        log.info("terminal opened for {peer}", peer=self.peer)
-        self.opened_terminal = True
-        bridge.on_opened()
-        d = bridge.connect_upstream(UpstreamFactory(self, bridge))
-        self._connecting = d
-
-        def connected(proto: IProtocol) -> None:
-            self._connecting = None
-
-        def failed(f: Failure) -> None:
-            self._connecting = None
-            if f.check(CancelledError) or self._gone:
-                return
-            log.warn("cannot connect to ttyd: {error}", error=f.getErrorMessage())
-            self.close_browser(CLOSE_UNAVAILABLE, "terminal unavailable: cannot connect to ttyd")
-
-        d.addCallbacks(connected, failed)
+        assert self.bridge is not None
+        self.bridge.open_terminal(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        upstream = self.upstream
-        if upstream is not None and upstream.opened and upstream.state == _OPEN:
-            upstream.sendMessage(payload, isBinary)
-            return
-        if self.close_code is not None:
-            return
-        assert self.bridge is not None
-        self._pending_bytes += len(payload)
-        if self._pending_bytes > self.bridge.max_pending_input:
-            self._pending.clear()
-            self.close_browser(CLOSE_POLICY, "too much input before the terminal was ready")
-            return
-        self._pending.append((payload, isBinary))
+        if self.session is not None and self.close_code is None:
+            self.session.input(self, payload, isBinary)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        if self.close_code is None and not self._gone:
-            # The browser went away (tab closed, network gone): one event, as for our closes.
+        if self.close_code is None and not self._gone and self.opened_terminal:
+            # The browser went away (tab closed, reload, network gone): one event, as for our closes.
             log.info("terminal closed by the browser: {code}", code=code, clean=wasClean, peer=self.peer)
         self._gone = True
-        self._pending.clear()
         if self.bridge is not None:
             self.bridge.forget(self)
-        self._unlink()
-        if self._connecting is not None:
-            connecting, self._connecting = self._connecting, None
-            connecting.cancel()
-        self._close_upstream()
+        self._detach()
 
-    # -- the upstream leg --------------------------------------------------
-
-    def upstream_opened(self, upstream: UpstreamProtocol) -> None:
-        """ttyd accepted the session: send what the browser typed so far and link the legs."""
-        if upstream is not self.upstream or self._gone or self.close_code is not None:
-            upstream.sendClose(1000)
-            return
-        pending, self._pending = self._pending, []
-        self._pending_bytes = 0
-        for payload, is_binary in pending:
-            upstream.sendMessage(payload, is_binary)
-        self._link(upstream)
-
-    def upstream_closed(self, upstream: UpstreamProtocol) -> None:
-        """ttyd's side closed: close the browser's with the matching code."""
-        if upstream is not self.upstream:
-            return
-        self.upstream = None
-        self._unlink()
-        if self._gone:
-            return
-        assert self.bridge is not None
-        code, reason = self.bridge.close_code_for(upstream)
-        self.close_browser(code, reason)
-
-    def _close_upstream(self) -> None:
-        upstream, self.upstream = self.upstream, None
-        if upstream is None:
-            return
-        upstream.flush()  # or drop, if the browser's side is closed already
-        upstream.browser = None
-        state = getattr(upstream, "state", None)  # None: not connected yet
-        if state == _OPEN:
-            # ttyd hangs up the shell (SIGHUP to its process group).
-            upstream.sendClose(1000)
-        elif state is not None and state != _CLOSED:
-            upstream.dropConnection(abort=True)
-
-    def _link(self, upstream: UpstreamProtocol) -> None:
-        browser_transport: Any = self.transport
-        upstream_transport: Any = upstream.transport
-        if browser_transport is None or upstream_transport is None:
-            return
-        to_upstream, to_browser = _Valve(upstream_transport), _Valve(browser_transport)
-        browser_transport.registerProducer(to_upstream, True)
-        upstream_transport.registerProducer(to_browser, True)
-        self._links = ((browser_transport, to_upstream), (upstream_transport, to_browser))
-
-    def _unlink(self) -> None:
-        if self._links is None:
-            return
-        links, self._links = self._links, None
-        for transport, valve in links:
-            if getattr(transport, "producer", None) is valve:
-                transport.unregisterProducer()
-        for _, valve in links:
-            valve.resumeProducing()
+    def _detach(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            session.detach(self)
 
     # -- closing -------------------------------------------------------------
 
     def close_browser(self, code: int, reason: str) -> None:
-        """Close the browser's socket with ``code`` (and the ttyd leg with it)."""
+        """Close the browser's socket with ``code`` (and detach it from its terminal)."""
         if self.close_code is not None or self._gone:
             return
         self.close_code = code
-        self._pending.clear()
         log.info("closing terminal: {code} {reason}", code=code, reason=reason)
-        if self.upstream is not None:
-            self.upstream.flush()  # output already read goes before the close frame
         if self.state == _OPEN:
-            # sendCloseFrame, not sendClose: sendClose refuses 1001 and 1008.
+            # sendCloseFrame, not sendClose: sendClose refuses 1001, 1008 and 1013.
             self.sendCloseFrame(code, encode_truncate(reason, 123))
         elif self.state != _CLOSED:
             self.dropConnection(abort=True)
-        self._unlink()
-        self._close_upstream()
-
-    # -- diagnostics ---------------------------------------------------------
+        self._detach()
 
     def buffered_bytes(self) -> int:
-        """Bytes this terminal holds in memory: write buffers, unparsed input, queued input."""
-        total = transport_buffered(self.transport) + unparsed_bytes(self) + self._pending_bytes
-        upstream = self.upstream
-        if upstream is not None:
-            total += transport_buffered(upstream.transport) + upstream.held_bytes()
-        return total
-
-    def paused(self) -> bool:
-        """True while reading from ttyd is paused because the browser is not reading."""
-        return self._links is not None and self._links[0][1].paused
-
-    def pauses(self) -> int:
-        """How many times reading from ttyd was paused."""
-        return self._links[0][1].pauses if self._links is not None else 0
+        """Bytes this socket holds that no terminal counts (before it is attached)."""
+        return transport_buffered(self.transport) + unparsed_bytes(self)
 
 
 class BrowserFactory(WebSocketServerFactory):
@@ -457,7 +282,21 @@ class TerminalResource(WebSocketResource):
 
 
 class TerminalBridge(Service):
-    """Owns the terminal sockets: the resource, the close-all on restart and shutdown."""
+    """The workspace's terminals and their browser sockets: the resource, limits, close-all on restart and shutdown.
+
+    :param clock: the clock of the terminals' lives (grace periods, the
+        times the API shows, attach rates); the reactor by default.
+    :param grace: seconds a terminal with no browser attached lives on
+        (0: it ends with its last browser, as a plain client's does).
+    :param buffer_size: bytes of output kept per terminal for pages that
+        come back.
+    :param max_terminals: terminals per workspace, attached or not.
+    :param max_clients: browser sockets attached to one terminal at once.
+    :param attach_rate, attach_burst: attempts to attach per second (and at
+        once) per terminal; past that, 1013.
+    :param detached_read_rate: bytes per second read from ttyd for a
+        terminal nobody watches (0: no limit).
+    """
 
     name = "terminal-bridge"
 
@@ -468,6 +307,15 @@ class TerminalBridge(Service):
         *,
         check_handshake: HandshakeCheck,
         connect_upstream: ConnectUpstream | None = None,
+        clock: IReactorTime | None = None,
+        grace: float = DEFAULT_GRACE,
+        buffer_size: int = DEFAULT_BUFFER,
+        max_terminals: int = DEFAULT_MAX_TERMINALS,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        attach_rate: float = 2.0,
+        attach_burst: float = 10.0,
+        detached_read_rate: int = DEFAULT_DETACHED_READ_RATE,
+        make_id: Callable[[], str] = new_session_id,
         max_pending_input: int = 64 * 1024,
         max_message_size: int = 1024 * 1024,
         auto_ping_interval: float = 20.0,
@@ -479,12 +327,17 @@ class TerminalBridge(Service):
         on_closed: Callable[[int | None], object] = lambda code: None,
     ) -> None:
         self.supervisor = supervisor
-        #: Told of every terminal opened and closed (the metrics' counters).
+        #: Told of every browser socket attached and closed (the metrics' counters).
         self.on_opened = on_opened
         self.on_closed = on_closed
         self.reactor = reactor
+        self.clock: IReactorTime = clock if clock is not None else reactor
         self.check_handshake = check_handshake
         self._connect_upstream = connect_upstream
+        self.grace = grace
+        self.buffer_size = buffer_size
+        self.max_clients = max_clients
+        self.detached_read_rate = detached_read_rate
         self.max_pending_input = max_pending_input
         self.max_message_size = max_message_size
         self.auto_ping_interval = auto_ping_interval
@@ -492,12 +345,82 @@ class TerminalBridge(Service):
         self.open_handshake_timeout = open_handshake_timeout
         self.close_handshake_timeout = close_handshake_timeout
         self.upstream_connect_timeout = upstream_connect_timeout
+        #: Browser sockets, from their TCP connection to their close.
         self.connections: set[BrowserProtocol] = set()
+        #: The workspace's (named) terminals.
+        self.sessions: SessionTable[TerminalSession] = SessionTable(max_terminals, make_id)
+        #: Every live terminal, plain clients' included.
+        self.live: set[TerminalSession] = set()
+        self.limiter = RateLimiter(attach_rate, attach_burst)
         self.shutting_down = False
         self.factory = BrowserFactory(self)
         self.resource = TerminalResource(self.factory, self)
         self._drained: list[Deferred[None]] = []
         supervisor.add_listener(self._terminal_changed)
+
+    # -- opening and attaching -------------------------------------------------
+
+    def open_terminal(self, proto: BrowserProtocol) -> None:
+        """A browser socket is open: attach it to the terminal it asked for, or close it saying why."""
+        request = proto.attach_request
+        if isinstance(request, BadAttach):
+            proto.close_browser(CLOSE_POLICY, request.reason)
+            return
+        if isinstance(request, Resume):
+            session = self.sessions.get(request.session)
+            key = request.session if session is not None else "unknown"
+            if not self.limiter.allow(key, self.clock.seconds()):
+                proto.close_browser(CLOSE_TRY_LATER, "too many attempts to attach; try again in a moment")
+                return
+            if session is None:
+                proto.close_browser(CLOSE_GONE, "this terminal no longer exists")
+                return
+            if len(session.clients) >= self.max_clients:
+                proto.close_browser(CLOSE_TRY_LATER, "this terminal is open in too many windows")
+                return
+            self._accepted(proto, session)
+            if session.attach(proto, request.offset):
+                proto.session = session
+            return
+        if isinstance(request, New) and not self.limiter.allow("new", self.clock.seconds()):
+            proto.close_browser(CLOSE_TRY_LATER, "too many attempts to open a terminal; try again in a moment")
+            return
+        if not self.supervisor.is_ready():
+            proto.close_browser(CLOSE_UNAVAILABLE, self.unavailable_reason())
+            return
+        if isinstance(request, New):
+            if self.sessions.full():
+                limit = self.sessions.limit
+                proto.close_browser(CLOSE_TOO_MANY, f"too many terminals: {limit} are open; close one first")
+                return
+            name, number = self.sessions.reserve()
+            session = TerminalSession(
+                self,
+                name=name,
+                number=number,
+                buffer_size=self.buffer_size,
+                detached_read_rate=self.detached_read_rate,
+            )
+            self.sessions.add(name, number, session)
+        else:
+            session = TerminalSession(self, name=None)
+        self.live.add(session)
+        self._accepted(proto, session)
+        session.attach(proto, 0)
+        proto.session = session
+        session.start()
+
+    def _accepted(self, proto: BrowserProtocol, session: TerminalSession) -> None:
+        proto.opened_terminal = True
+        log.info(
+            "terminal {number} attached for {peer}",
+            number=session.number or None,
+            peer=proto.peer,
+            session=session.name is not None,
+        )
+        self.on_opened()
+
+    # -- TerminalSession's host -------------------------------------------------
 
     def connect_upstream(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
         """Connect ``factory`` to ttyd's socket (or through the injected connector)."""
@@ -506,6 +429,12 @@ class TerminalBridge(Service):
         endpoint = UNIXClientEndpoint(self.reactor, self.supervisor.socket_path, timeout=self.upstream_connect_timeout)
         d: Deferred[IProtocol] = endpoint.connect(factory)
         return d
+
+    def session_finished(self, session: TerminalSession) -> None:
+        """``session`` has ended for good: forget it."""
+        self.live.discard(session)
+        if session.name is not None and self.sessions.get(session.name) is session:
+            self.sessions.remove(session.name)
 
     def unavailable_reason(self) -> str:
         """Why there is no terminal right now, in words."""
@@ -516,7 +445,7 @@ class TerminalBridge(Service):
         return f"terminal unavailable (ttyd is {state})"
 
     def close_code_for(self, upstream: UpstreamProtocol) -> tuple[int, str]:
-        """The browser's close code and reason once ttyd's leg has closed."""
+        """The browsers' close code and reason once ttyd's leg has closed."""
         if not upstream.opened:
             return CLOSE_UNAVAILABLE, "terminal unavailable: ttyd did not accept the session"
         if upstream.got_close_frame:
@@ -535,14 +464,43 @@ class TerminalBridge(Service):
             return CLOSE_UNAVAILABLE, self.unavailable_reason()
         return CLOSE_RESTARTING, "terminal restarting: the connection to ttyd was lost"
 
-    def close_all(self, code: int, reason: str) -> None:
-        """Close every browser terminal socket with ``code`` and ``reason``."""
-        for proto in list(self.connections):
-            proto.close_browser(code, reason)
+    # -- the workspace's terminals (the API) -------------------------------------------
+
+    @property
+    def terminal_limit(self) -> int:
+        """How many terminals the workspace may have."""
+        return self.sessions.limit
+
+    def terminals(self) -> list[TerminalInfo]:
+        """The workspace's terminals, in the order they were opened."""
+        return [session.info() for session in self.sessions]
+
+    def end_terminal(self, name: str) -> bool:
+        """The student closed terminal ``name``: end its shell; False if there is no such terminal."""
+        session = self.sessions.get(name)
+        if session is None:
+            return False
+        log.info("terminal {number} closed by the student", number=session.number)
+        session.close(CLOSE_GONE, "this terminal was closed")
+        return True
 
     def buffered_bytes(self) -> int:
-        """Bytes all terminals hold in memory (write buffers and queues)."""
-        return sum(proto.buffered_bytes() for proto in self.connections)
+        """Bytes all terminals hold in memory (output buffers, write buffers, queues)."""
+        unattached = sum(proto.buffered_bytes() for proto in self.connections if proto.session is None)
+        return unattached + sum(session.buffered_bytes() for session in self.live)
+
+    def paused_terminals(self) -> int:
+        """Terminals whose shell is held back now because a browser does not keep up."""
+        return sum(1 for session in self.live if session.paused)
+
+    # -- closing everything ------------------------------------------------------------
+
+    def close_all(self, code: int, reason: str) -> None:
+        """End every terminal and close every browser socket with ``code`` and ``reason``."""
+        for session in list(self.live):
+            session.close(code, reason)
+        for proto in list(self.connections):
+            proto.close_browser(code, reason)
 
     def _terminal_changed(self, status: dict[str, Any]) -> None:
         state = status["state"]
@@ -564,7 +522,7 @@ class TerminalBridge(Service):
                 d.callback(None)
 
     def stopService(self) -> Deferred[None]:
-        """Close every terminal with 1001; fires once they are closed (dropped after the close timeout)."""
+        """End every terminal, closing browsers with 1001; fires once they are closed (or dropped, past the timeout)."""
         super().stopService()
         self.shutting_down = True
         self.close_all(CLOSE_GOING_AWAY, "backend shutting down")

@@ -23,7 +23,7 @@ API.  They are all here, each behind a small function, and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientProtocol
@@ -130,6 +130,27 @@ def scan_data_frames(data: bytes) -> tuple[int, bool]:
     return pos, False
 
 
+def frame_payloads(frames: bytes) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each frame's payload in ``frames``, a run :func:`scan_data_frames` accepted.
+
+    The terminal's sessions keep ttyd's output from the frames the fast
+    path forwards, without parsing them a second time into messages.
+    """
+    pos = 0
+    n = len(frames)
+    while pos < n:
+        length = frames[pos + 1] & 0x7F
+        start = pos + 2
+        if length == 126:
+            length = (frames[start] << 8) | frames[start + 1]
+            start += 2
+        elif length == 127:
+            length = int.from_bytes(frames[start : start + 8], "big")
+            start += 8
+        pos = start + length
+        yield start, pos
+
+
 class FastPathClient(WebSocketClientProtocol):
     """A client connection whose complete data frames go straight to :meth:`forward_frames`.
 
@@ -171,10 +192,14 @@ class FastPathClient(WebSocketClientProtocol):
             self.flush()
             super().dataReceived(data[end:])
 
+    def coalescing(self) -> bool:
+        """Whether bulk output is worth gathering now (override: not when nobody reads it)."""
+        return True
+
     def _gather(self, frames: bytes, bulk: bool) -> None:
         self._out.append(frames)
         self._out_len += len(frames)
-        if not bulk or self._out_len >= COALESCE_MAX:
+        if not bulk or self._out_len >= COALESCE_MAX or not self.coalescing():
             self.flush()
         elif self._flush_call is None:
             self._flush_call = self.factory.reactor.callLater(COALESCE_DELAY, self.flush)
