@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from workshop_backend.services import BackendService
     from workshop_backend.state.store import Store
     from workshop_backend.support.reactor import IBackendReactor
+    from workshop_backend.terminal.bridge import TerminalBridge
 
 
 class Options(usage.Options):
@@ -141,7 +142,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
     from workshop_backend.services import BackendService, ListenService, ReadinessProbe, WorkingCopyService
     from workshop_backend.state.assets import AssetStore
     from workshop_backend.support.reactor import global_reactor
-    from workshop_backend.terminal.bridge import TerminalBridge
+    from workshop_backend.terminal.lazy import LazyBridge
     from workshop_backend.terminal.supervisor import TtydSupervisor
     from workshop_backend.terminal.ttydbin import TtydNotFound, find_ttyd, verify_bundled
     from workshop_backend.validation.runner import Validator
@@ -195,16 +196,23 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         allowed_origins=settings.allowed_origins,
         tickets=Tickets(reactor.seconds),
     )
-    bridge = TerminalBridge(
-        supervisor,
-        reactor,
-        check_handshake=guard.check_handshake,
-        grace=settings.terminal_grace,
-        on_opened=metrics.terminal_opened if metrics else lambda: None,
-        on_closed=metrics.terminal_closed if metrics else lambda code: None,
-    )
+
+    def make_bridge() -> TerminalBridge:
+        from workshop_backend.terminal.bridge import TerminalBridge
+
+        return TerminalBridge(
+            supervisor,
+            reactor,
+            check_handshake=guard.check_handshake,
+            grace=settings.terminal_grace,
+            on_opened=metrics.terminal_opened if metrics else lambda: None,
+            on_closed=metrics.terminal_closed if metrics else lambda code: None,
+        )
+
+    # Built (Autobahn imported) on the first terminal socket: an idle container never pays for it.
+    bridge = LazyBridge(make_bridge)
     if metrics is not None:
-        metrics.count_open_terminals(lambda: len(bridge.connections))
+        metrics.count_open_terminals(bridge.open_sockets)
         metrics.watch_terminals(
             lambda: Counter(info.state for info in bridge.terminals()), bridge.buffered_bytes, bridge.paused_terminals
         )
