@@ -18,7 +18,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface.verify import verifyObject
 
-from workshop_backend.http.events import KEEPALIVE, EventHub, EventStreamResource, encode_event
+from workshop_backend.application.events import EventHub
+from workshop_backend.http.events import KEEPALIVE, EventStreamResource, encode_event
 
 REACTOR: Any = reactor
 """The global reactor, untyped (its interfaces' stubs are stricter than its classes)."""

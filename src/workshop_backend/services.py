@@ -11,7 +11,7 @@ a non-zero exit code, which :mod:`workshop_backend.main` returns.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
@@ -19,7 +19,6 @@ from twisted.internet.interfaces import IReactorCore, IStreamServerEndpoint
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 
 from workshop_backend import __version__
 from workshop_backend.application.runtime import WorkshopRuntime
@@ -31,6 +30,9 @@ from workshop_backend.state.workingcopy import prepare
 from workshop_backend.support.environ import blank_environment
 from workshop_backend.support.reactor import IBackendReactor
 from workshop_backend.workshop.distribution import DistributionError
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IProtocolFactory
 
 EXIT_FATAL = 1
 
@@ -253,7 +255,7 @@ class ListenService(EndpointService):
     def __init__(
         self,
         endpoint: IStreamServerEndpoint,
-        site: Site,
+        site: IProtocolFactory | Callable[[], IProtocolFactory],
         settings: Settings,
         *,
         on_fatal: Callable[[str], None],

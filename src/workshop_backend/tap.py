@@ -21,12 +21,15 @@ from workshop_backend import __version__
 from workshop_backend.config import Settings, resolve
 
 if TYPE_CHECKING:
+    from twisted.web.server import Site
+
     from workshop_backend.application.runtime import WorkshopRuntime
     from workshop_backend.metrics import Metrics
     from workshop_backend.services import BackendService
     from workshop_backend.state.store import Store
     from workshop_backend.support.reactor import IBackendReactor
     from workshop_backend.terminal.bridge import TerminalBridge
+    from workshop_backend.workshop.assets import Asset
 
 
 class Options(usage.Options):
@@ -123,20 +126,18 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
     """Wire the daemon together (no I/O happens here).
 
     The modules are imported here rather than at the top, so that ``--help``
-    (and twistd's plugin scan) never pays for them.
+    (and twistd's plugin scan) never pays for them; the HTTP stack is built
+    (and Klein imported) only when the listener starts, after ttyd and the
+    working copy have got going, and the terminal bridge (Autobahn) on the
+    first terminal socket.
     """
     from twisted.internet.defer import Deferred
     from twisted.internet.endpoints import serverFromString
 
+    from workshop_backend.application.events import EventHub
     from workshop_backend.application.runtime import Collaborators, WorkshopRuntime
     from workshop_backend.content.renderer import ProcessRenderer
-    from workshop_backend.http.api import Api
-    from workshop_backend.http.assets import asset_url
-    from workshop_backend.http.events import EventHub, EventStreamResource
-    from workshop_backend.http.limits import ClientLimit
-    from workshop_backend.http.security import Guard, content_security_policy
-    from workshop_backend.http.site import GuardedResource, make_site
-    from workshop_backend.http.static import index_loader, static_resource
+    from workshop_backend.http.security import Guard
     from workshop_backend.http.tickets import Tickets
     from workshop_backend.http.views import event_data
     from workshop_backend.services import BackendService, ListenService, ReadinessProbe, WorkingCopyService
@@ -187,6 +188,12 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
     hub = EventHub(serialize=event_data)
     validator = Validator(reactor, cwd=settings.workdir, env=environ)
     setup_runner = SetupRunner(reactor, cwd=settings.workdir, env=environ, log_dir=settings.state_dir / "setup")
+
+    def asset_url(asset: Asset) -> str:
+        from workshop_backend.http.assets import asset_url
+
+        return asset_url(asset)
+
     # Every step and hint rendered in a child process: the markdown stack never lives in the daemon.
     renderer = ProcessRenderer(reactor, workshop, asset_url=asset_url)
     guard = Guard(
@@ -239,22 +246,6 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         settings, reactor, open_runtime=open_runtime, warm=renderer.start, on_fatal=backend.fail
     )
     readiness = ReadinessProbe(working_copy, supervisor, missing_ttyd)
-    events = EventStreamResource(
-        hub,
-        reactor,
-        initial=lambda: [] if working_copy.runtime is None else [("status", working_copy.runtime.status())],
-    )
-    index = index_loader()
-    api = Api(
-        readiness=readiness,
-        index_html=lambda: index,
-        static=static_resource(),
-        terminal=bridge.resource,
-        terminals=bridge,
-        events=events,
-        tickets=guard.tickets,
-    )
-    working_copy.on_opened += [api.attach, lambda runtime: readiness.changed()]
 
     def terminal_changed(status: dict[str, Any]) -> None:
         hub.publish("terminal", status)
@@ -263,22 +254,53 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
 
     supervisor.add_listener(terminal_changed)
     supervisor.add_listener(readiness.changed)
-    site = make_site(
-        GuardedResource(api.resource(), guard, content_security_policy(settings.allowed_origins)),
-        body_cap=api.body_cap,
-        route_of=api.route_of,
-        metrics=metrics,
-        guard=guard,
-        clients=ClientLimit(),
-    )
+    working_copy.on_opened.append(lambda runtime: readiness.changed())
 
+    def build_site() -> Site:
+        """The student's site: built when the listener starts (Klein and twisted.web imported then)."""
+        from workshop_backend.http.api import Api
+        from workshop_backend.http.events import EventStreamResource
+        from workshop_backend.http.limits import ClientLimit
+        from workshop_backend.http.security import content_security_policy
+        from workshop_backend.http.site import GuardedResource, make_site
+        from workshop_backend.http.static import index_loader, static_resource
+
+        events = EventStreamResource(
+            hub,
+            reactor,
+            initial=lambda: [] if working_copy.runtime is None else [("status", working_copy.runtime.status())],
+        )
+        index = index_loader()
+        api = Api(
+            readiness=readiness,
+            index_html=lambda: index,
+            static=static_resource(),
+            terminal=bridge.resource,
+            terminals=bridge,
+            events=events,
+            tickets=guard.tickets,
+        )
+        working_copy.on_opened.insert(0, api.attach)  # before readiness says "ready"
+        if working_copy.runtime is not None:
+            api.attach(working_copy.runtime)
+        return make_site(
+            GuardedResource(api.resource(), guard, content_security_policy(settings.allowed_origins)),
+            body_cap=api.body_cap,
+            route_of=api.route_of,
+            metrics=metrics,
+            guard=guard,
+            clients=ClientLimit(),
+        )
+
+    # The order is the start order: the working copy (a thread) and ttyd (a child) get going
+    # first, the site is built (imports) while they do; stopping goes the other way round.
     working_copy.setServiceParent(backend)
     supervisor.setServiceParent(backend)
     # After the supervisor: stopped before it, so browsers get 1001 while ttyd still runs.
     bridge.setServiceParent(backend)
-    ListenService(serverFromString(reactor, settings.listen), site, settings, on_fatal=backend.fail).setServiceParent(
-        backend
-    )
+    ListenService(
+        serverFromString(reactor, settings.listen), build_site, settings, on_fatal=backend.fail
+    ).setServiceParent(backend)
     if metrics is not None and settings.metrics_listen is not None:
         from workshop_backend.metrics import MetricsListenService
 

@@ -7,10 +7,9 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 
 
 class EndpointService(Service):
@@ -21,13 +20,19 @@ class EndpointService(Service):
     def __init__(
         self,
         endpoint: IStreamServerEndpoint,
-        site: Site,
+        site: IProtocolFactory | Callable[[], IProtocolFactory],
         *,
         on_fatal: Callable[[str], None],
         description: str,
     ) -> None:
+        """``site`` may be a function that builds it: it is called when the service starts.
+
+        The student's site is built that way so that ttyd and the working copy,
+        started by the services before this one, get going while the HTTP
+        stack (Klein, werkzeug, twisted.web) is still being imported.
+        """
         self.endpoint = endpoint
-        self.site = site
+        self._site = site
         self.on_fatal = on_fatal
         self.description = description
         self.port: IListeningPort | None = None
@@ -35,7 +40,9 @@ class EndpointService(Service):
     def startService(self) -> None:
         """Listen now."""
         super().startService()
-        d = self.endpoint.listen(self.site)
+        site = self._site if IProtocolFactory.providedBy(self._site) else self._site()
+        self._site = site
+        d = self.endpoint.listen(site)
         d.addCallbacks(self._listening, self._failed)
 
     def _listening(self, port: IListeningPort) -> None:
