@@ -61,6 +61,13 @@ class BackendService(MultiService):
         self.exit_code = 0
         #: Called first when the daemon stops (e.g. kill running check commands).
         self.on_stop: list[Callable[[], object]] = []
+        #: Fires the first time the daemon is ready (work that can wait until then waits on it).
+        self.ready: Deferred[None] = Deferred()
+
+    def became_ready(self) -> None:
+        """Readiness turned on: fire :attr:`ready` (once)."""
+        if not self.ready.called:
+            self.ready.callback(None)
 
     def startService(self) -> None:
         """Say what we are about to serve, then start the children."""
@@ -123,6 +130,8 @@ class ReadinessProbe:
         self.working_copy = working_copy
         self.terminal = terminal
         self.missing_ttyd = missing_ttyd
+        #: Called each time readiness turns on.
+        self.on_ready: list[Callable[[], None]] = []
         self._last: bool | None = None
 
     def __call__(self) -> tuple[bool, str]:
@@ -157,6 +166,8 @@ class ReadinessProbe:
         if ready and runtime is not None:
             status = runtime.status()
             self.log.info("ready: step {step} ({phase})", step=status.current_step, phase=status.phase, ready=True)
+            for hook in self.on_ready:
+                hook()
         elif self._last:
             self.log.warn("not ready: {reason}", reason=self.describe(), ready=False)
         self._last = ready

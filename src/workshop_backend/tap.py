@@ -246,6 +246,7 @@ def makeService(options: Options, reactor: IBackendReactor | None = None) -> Bac
         settings, reactor, open_runtime=open_runtime, warm=renderer.start, on_fatal=backend.fail
     )
     readiness = ReadinessProbe(working_copy, supervisor, missing_ttyd)
+    readiness.on_ready.append(backend.became_ready)
 
     def terminal_changed(status: dict[str, Any]) -> None:
         hub.publish("terminal", status)
