@@ -46,32 +46,40 @@ def read_chunk(conn: Any, path: str, offset: int, size: int) -> bytes:
 
 
 class AssetStore:
-    """Reads assets out of the working copy (read-only connections of their own)."""
+    """Reads assets out of the working copy (read-only connections of their own).
+
+    The pool (its threads and connections) is made on the first read: a
+    container whose student never opens a step with an image never pays for
+    it.
+    """
 
     def __init__(self, path: Path, pool: adbapi.ConnectionPool | None = None) -> None:
         self.path = path
-        self._pool = pool or adbapi.ConnectionPool(
-            "sqlite3",
-            f"file:{quote(str(path))}?mode=ro",
-            uri=True,
-            check_same_thread=False,
-            cp_min=1,
-            cp_max=2,
-            cp_noisy=False,
-        )
+        self._pool = pool
         self._closed = False
 
     def read(self, path: str, offset: int, size: int) -> Deferred[bytes]:
         """``size`` bytes of an asset from ``offset`` (fewer at its end, none past it)."""
+        if self._pool is None:
+            self._pool = adbapi.ConnectionPool(
+                "sqlite3",
+                f"file:{quote(str(self.path))}?mode=ro",
+                uri=True,
+                check_same_thread=False,
+                cp_min=1,
+                cp_max=2,
+                cp_noisy=False,
+            )
         d: Deferred[bytes] = self._pool.runWithConnection(read_chunk, path, offset, size)
         return d
 
     def close(self) -> None:
-        """Close the pool; closing again does nothing."""
+        """Close the pool (if there is one); closing again does nothing."""
         if self._closed:
             return
         self._closed = True
-        self._pool.close()
+        if self._pool is not None:
+            self._pool.close()
 
 
 __all__ = ["CHUNK", "AssetStore", "read_chunk"]

