@@ -444,7 +444,7 @@ class ChrootTests(TestCase):
         self.assertIn("workshop_backend.services.BackendService", loggers)
         access = [e for e in events if e.get("logger") == "workshop_backend.access"]
         self.assertTrue(any(e.get("path") == "/api/v1/workshop" and e.get("status") == 200 for e in access), access)
-        self.assertTrue(any("terminal opened" in e.get("message", "") for e in events), text)
+        self.assertTrue(any(e.get("message", "").startswith("terminal opened for") for e in events), text)
         self.assertTrue(
             any(
                 "stopped" in e.get("message", "") and e.get("logger") == "workshop_backend.terminal.supervisor"

@@ -232,8 +232,11 @@ class ProcessRendererTests(SynchronousTestCase):
         self.assertEqual(self.fallback_keys, [[("*two*", -1), ("*three*", -1)]])
 
     def test_stop_kills_the_child(self) -> None:
-        """At shutdown a child still at work is killed."""
+        """At shutdown a child still at work is killed, and nothing is rendered in its place."""
         r = self.renderer()
         r.start()
         r.stop()
         self.assertEqual(self.child().state.signals, ["KILL"])
+        self.child().end(None, signal=9)
+        self.assertEqual(self.fallback_keys, [])
+        self.assertEqual(len(self.reactor.spawned), 1)

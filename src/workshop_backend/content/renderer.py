@@ -129,6 +129,7 @@ class ProcessRenderer:
         self._pending: list[Key] = []
         self._child: _RenderChild | None = None
         self._started = False
+        self._stopping = False
 
     # -- what the runtime asks ------------------------------------------------------------
 
@@ -167,7 +168,8 @@ class ProcessRenderer:
         self._spawn()
 
     def stop(self) -> None:
-        """Kill a child still at work (at shutdown)."""
+        """Kill a child still at work (at shutdown): nothing is rendered any more."""
+        self._stopping = True
         child, self._child = self._child, None
         if child is not None:
             child.kill()
@@ -209,7 +211,7 @@ class ProcessRenderer:
     def _child_ended(self, child: _RenderChild, answered: int, why: str | None) -> None:
         if child is self._child:
             self._child = None
-        if not self._pending:
+        if not self._pending or self._stopping:
             return
         if answered == 0 and why is not None and not child.timed_out:
             # It never answered at all: it cannot run here (no module, a broken build...).

@@ -412,12 +412,11 @@ class TerminalBridge(Service):
 
     def _accepted(self, proto: BrowserProtocol, session: TerminalSession) -> None:
         proto.opened_terminal = True
-        log.info(
-            "terminal {number} attached for {peer}",
-            number=session.number or None,
-            peer=proto.peer,
-            session=session.name is not None,
-        )
+        if session.name is None:
+            # A plain ttyd client (no session parameters): its own shell, ended with its socket.
+            log.info("terminal opened for {peer} (a plain client)", peer=proto.peer, session=False)
+        else:
+            log.info("terminal {number} attached for {peer}", number=session.number, peer=proto.peer, session=True)
         self.on_opened()
 
     # -- TerminalSession's host -------------------------------------------------
