@@ -21,6 +21,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.processes import alive
+from workshop_backend.support.reactor import global_reactor
 from workshop_backend.validation.setup import LOG_CAP, RUN_MARK, ScriptOutcome, SetupRunner, interpreter, sweep
 
 
@@ -35,7 +36,7 @@ class RunnerTestCase(TestCase):
         self.workspace.mkdir(parents=True)
         self.logs = root / "state" / "setup"
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root), "WORKSHOP_TEST": "yes"}
-        self.runner = SetupRunner(reactor, cwd=str(self.workspace), env=env, log_dir=self.logs)
+        self.runner = SetupRunner(global_reactor(), cwd=str(self.workspace), env=env, log_dir=self.logs)
 
     async def run_script(self, script: str, timeout: float = 30.0, step: str = "step") -> ScriptOutcome:
         """Run and wait for the outcome."""
@@ -142,7 +143,9 @@ class BoundTests(RunnerTestCase):
         super().setUp()
         self.clock = Clock()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workspace)}
-        self.runner = SetupRunner(reactor, cwd=str(self.workspace), env=env, log_dir=self.logs, clock=self.clock)
+        self.runner = SetupRunner(
+            global_reactor(), cwd=str(self.workspace), env=env, log_dir=self.logs, clock=self.clock
+        )
 
     async def started(self, *names: str) -> list[int]:
         """Wait (at most 30 s) until the script wrote these pid files; their pids."""

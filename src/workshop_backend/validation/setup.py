@@ -38,7 +38,7 @@ import shlex
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReactorProcess, IReactorTime
@@ -48,6 +48,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from workshop_backend.support import childexec
+from workshop_backend.support.reactor import IBackendReactor
 from workshop_backend.validation.evaluate import clean_text, signal_name
 from workshop_backend.validation.runner import kill_group
 
@@ -156,7 +157,7 @@ class SetupRunner:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IBackendReactor,
         *,
         cwd: str,
         env: dict[str, str],
