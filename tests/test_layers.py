@@ -97,3 +97,17 @@ class LayerTests(SynchronousTestCase):
         self.assertIn("workshop_backend.state.store", runtime)
         texts = imports(PACKAGE / "content" / "texts.py")
         self.assertIn("workshop_backend.content.render", texts)
+
+
+class DesignMapTests(SynchronousTestCase):
+    """``docs/design.md`` maps every module of the package (a new one gets its row)."""
+
+    def test_every_module_has_a_row(self) -> None:
+        """Each module's path (relative to the package) appears in the design's table."""
+        design = (Path(__file__).resolve().parent.parent / "docs" / "design.md").read_text(encoding="utf-8")
+        missing = [
+            path.relative_to(PACKAGE).as_posix()
+            for path in sorted(PACKAGE.rglob("*.py"))
+            if path.name != "__init__.py" and f"`{path.relative_to(PACKAGE).as_posix()}`" not in design
+        ]
+        self.assertEqual(missing, [])
