@@ -1164,6 +1164,35 @@ class AuthoringTests(BrowserTestCase):
 
         return self.in_browser(body, viewport=NARROW)
 
+    def test_answer_older_than_the_events(self) -> Deferred[None]:
+        """The move's own answer arrives after the stream has said the setup failed (forced here: the answer
+        is held until the backend reports the failure): the page keeps the newer news, not "Setting up"."""
+
+        def body(page: Any) -> None:
+            def held(route: Any) -> None:
+                response = route.fetch()
+                deadline = time.monotonic() + 30
+                while self.daemon.api("GET", "/api/v1/status")["setup"]["state"] != "failed":
+                    if time.monotonic() > deadline:
+                        raise AssertionError("the setup script never failed")
+                    time.sleep(0.05)  # polling the backend from the test's thread, bounded; not a wait in the page
+                page.wait_for_function("() => document.querySelector('#setup-note[data-state=\"failed\"]') !== null")
+                route.fulfill(response=response)
+
+            page.route("**/api/v1/navigation", held)
+            page.get_by_role("button", name="All steps").click()
+            page.locator('#step-list .step-item[data-step="broken"]').click()
+            page.wait_for_function("() => !document.querySelector('#step-list [aria-busy=\"true\"]')")
+            see(page.locator("#step-title")).to_have_text("Step broken")
+            # The held answer (setup still running when it was made) has been delivered by now...
+            page.wait_for_function("() => !document.querySelector('.step-item[aria-busy]')")
+            page.unroute("**/api/v1/navigation")
+            run_and_wait(page, "true", "after-answer")
+            # ...and the page still shows the failure it heard first.
+            see(page.locator('#setup-note[data-state="failed"]')).to_contain_text("exit code 3")
+
+        return self.in_browser(body, viewport={"width": 1366, "height": 768})
+
     def test_failed_setup_shown_and_retried(self) -> Deferred[None]:
         """A script that fails: the page says what happened and what it printed; Run the setup again
         after the cause is fixed makes the step ready."""

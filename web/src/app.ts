@@ -99,6 +99,8 @@ class App {
   /** When that swap was first seen (Date.now()): the page polls fast for a while after it. */
   private movingSince = 0;
   private eventsTimer: number | undefined;
+  /** Status events received so far: an answer older than the last of them is not applied. */
+  private eventStatuses = 0;
   private eventsSeq = 0;
   /** A save refused for a full disk (507), made again by itself once there is room. */
   private afterDiskFull: (() => void) | null = null;
@@ -163,13 +165,32 @@ class App {
   /** Fetch the workshop and status (and the current step if it changed). */
   private async reload(): Promise<void> {
     const seq = ++this.reloadSeq;
+    const asked = this.eventStatuses;
     const [workshop, status] = await Promise.all([
       this.api.get<Workshop>("/api/v1/workshop"),
       this.api.get<Status>("/api/v1/status"),
     ]);
     if (seq !== this.reloadSeq) return;
     this.workshop = workshop;
-    await this.applyStatus(status, false);
+    await this.applyAnswered(status, asked, false);
+  }
+
+  /**
+   * A status that came back as the answer to a request sent when
+   * `eventStatuses` was `asked`. The event stream carries every change in
+   * order; an answer can arrive after events that are newer than it (a step's
+   * setup script that fails at once reports before the move's answer is
+   * back). So an answer is applied only if no status event came in since the
+   * request left: otherwise the events are at least as new, and the page
+   * already shows them.
+   */
+  private async applyAnswered(status: Status, asked: number, refetchWorkshop: boolean): Promise<void> {
+    if (this.eventStatuses !== asked) {
+      // Newer news came by the stream: finish rendering that instead (a step it is loading).
+      await this.loading?.done.catch(() => undefined);
+      return;
+    }
+    await this.applyStatus(status, refetchWorkshop);
   }
 
   private async refreshWorkshop(): Promise<void> {
@@ -526,7 +547,8 @@ class App {
 
   private async refreshStatus(): Promise<void> {
     try {
-      await this.applyStatus(await this.api.get<Status>("/api/v1/status"), true);
+      const asked = this.eventStatuses;
+      await this.applyAnswered(await this.api.get<Status>("/api/v1/status"), asked, true);
     } catch {
       // Offline handling is in Api's listener.
     }
@@ -552,9 +574,10 @@ class App {
     const button = body.action === "previous" ? $.prev : body.action === "jump" ? null : $.next;
     button?.setAttribute("aria-busy", "true");
     try {
+      const asked = this.eventStatuses;
       const status = await this.api.post<Status>("/api/v1/navigation", body);
       this.busy = false;
-      await this.applyStatus(status, true);
+      await this.applyAnswered(status, asked, true);
     } catch (err) {
       if (err instanceof ApiError) {
         const validation = err.body.validation as ValidationResult | undefined;
@@ -620,7 +643,9 @@ class App {
     };
     events.addEventListener("status", (ev) => {
       const status = parse(ev as MessageEvent) as Status | null;
-      if (status && typeof status.phase === "string") void this.applyStatus(status, true).catch(() => undefined);
+      if (!status || typeof status.phase !== "string") return;
+      this.eventStatuses++;
+      void this.applyStatus(status, true).catch(() => undefined);
     });
     events.addEventListener("validation", (ev) => {
       const result = parse(ev as MessageEvent) as ValidationResult | null;
