@@ -76,7 +76,7 @@ if [ "$browser_runs" -gt 0 ] && [ -x "$chromium" ]; then
     >/dev/null 2>&1 & pids+=($!)
   hog_cpu
   hog_memory
-  for i in $(seq 1 "$browser_runs"); do run "browser-$i" tests.test_ui_browser; done
+  for i in $(seq 1 "$browser_runs"); do run "browser-$i" tests.test_ui_browser tests.test_ui_page; done
 elif [ "$browser_runs" -gt 0 ]; then
   echo "no Chromium at $chromium: the browser runs are skipped"
 fi
