@@ -82,6 +82,22 @@ class LineObserverTests(SynchronousTestCase):
         self.assertNotIn("factory", out.getvalue())
         self.assertIn("kept", out.getvalue())
 
+    def test_flush_now_at_the_end(self) -> None:
+        """Once the reactor has stopped, what waits is written, and later lines go out at once."""
+        out = Out()
+        pending: list[Callable[[], None]] = []
+        observer = LineObserver(out, json_lines=False, call_soon=pending.append)
+        log = logger_to(observer)
+        log.info("ttyd stopped")
+        self.assertEqual(out.flushes, 0)
+        observer.flush_now()
+        self.assertEqual(out.flushes, 1)
+        self.assertIn("ttyd stopped", out.getvalue())
+        log.info("the port closed")
+        self.assertEqual(out.flushes, 2)
+        self.assertIn("the port closed", out.getvalue())
+        self.assertEqual(len(pending), 1, "nothing more is scheduled on a stopped reactor")
+
     def test_flush_once_per_turn(self) -> None:
         """A burst of events is flushed once, when the reactor turns."""
         out = Out()

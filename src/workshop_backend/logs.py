@@ -83,6 +83,15 @@ class LineObserver:
             self._flush_pending = True
             self.call_soon(self._flush)
 
+    def flush_now(self) -> None:
+        """Write what waits, and from now on write each line at once (the reactor has stopped).
+
+        Lines logged while the daemon shuts down (ttyd stopped, the port
+        closed) would otherwise wait for a reactor turn that never comes.
+        """
+        self.call_soon = None
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_pending = False
         lines, self._pending = self._pending, []

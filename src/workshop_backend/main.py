@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
+    from workshop_backend.logs import LineObserver
+
 EXIT_USAGE = 2
 
 
-def start_logging(log_format: str, out: TextIO, reactor: IReactorTime) -> None:
+def start_logging(log_format: str, out: TextIO, reactor: IReactorTime) -> LineObserver:
     """Text lines on a terminal, flat JSON lines for log collectors."""
     from twisted.logger import globalLogBeginner
 
@@ -37,6 +39,7 @@ def start_logging(log_format: str, out: TextIO, reactor: IReactorTime) -> None:
 
     observer = LineObserver(out, json_lines=log_format == "json", call_soon=lambda f: reactor.callLater(0, f))
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False, discardBuffer=True)
+    return observer
 
 
 def run(argv: Sequence[str], *, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
@@ -78,7 +81,7 @@ def run(argv: Sequence[str], *, stdout: TextIO = sys.stdout, stderr: TextIO = sy
     from workshop_backend.support.reactor import global_reactor
 
     reactor = global_reactor()
-    start_logging(options.settings.log_format, stdout, reactor)
+    observer = start_logging(options.settings.log_format, stdout, reactor)
     service = makeService(options, reactor)
 
     def freeze(_: object) -> None:
@@ -92,6 +95,7 @@ def run(argv: Sequence[str], *, stdout: TextIO = sys.stdout, stderr: TextIO = sy
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
+    observer.flush_now()  # the lines of the shutdown itself
     return int(getattr(service, "exit_code", 0))
 
 
