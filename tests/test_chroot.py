@@ -43,7 +43,7 @@ from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet import reactor as _reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
@@ -405,6 +405,14 @@ class ChrootTests(TestCase):
 
         yield self.wait_async(ready, container, "/readyz 200")
 
+        # What the start costs in the root under tini (unshare and chroot included): to the ready line.
+        def ready_logged() -> Deferred[bool]:
+            return succeed(any('"ready: step' in line for line in container.lines))
+
+        yield self.wait_async(ready_logged, container, "the ready line")
+        ready_line = next(e for e in container.events() if e.get("message", "").startswith("ready: step"))
+        started = datetime.fromisoformat(ready_line["time"].replace("Z", "+00:00")).timestamp() - container.spawned_at
+
         auth: Any = {"Authorization": [f"Bearer {TOKEN}"]}
         response = yield http().get(base + "/api/v1/workshop", headers=auth)
         body = yield response.json()
@@ -457,10 +465,7 @@ class ChrootTests(TestCase):
             ),
             text,
         )
-        # What the start costs in the root under tini (unshare and chroot included): to the ready line.
-        ready_line = next(e for e in events if e.get("message", "").startswith("ready: step"))
-        ready_at = datetime.fromisoformat(ready_line["time"].replace("Z", "+00:00")).timestamp()
-        print(f"\nchroot: start -> ready {ready_at - container.spawned_at:.3f} s; SIGTERM -> exit 0 in {took:.2f} s")
+        print(f"\nchroot: start -> ready {started:.3f} s; SIGTERM -> exit 0 in {took:.2f} s")
 
     def wait_async(self, check: Any, container: Container, what: str) -> Deferred[None]:
         """Fires once ``check()`` fires True (polled every 50 ms); fails if the container ends or at the deadline."""
