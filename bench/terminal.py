@@ -264,6 +264,108 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
 
 
+# -- the bridge's own work, in process ----------------------------------------------
+
+
+def own_cpu(repeats: int, reads: int = 20000) -> dict[str, list[float]]:
+    """CPU seconds per GB of the bridge's own Python code on ttyd's output, with no sockets.
+
+    ttyd's frames (4 KiB of output each, one or two per read: the 5.2 KB
+    average read counted against a real ttyd) go into an
+    :class:`~workshop_backend.terminal.upstream.UpstreamProtocol` whose
+    session has one attached page with a counting transport.  The socket
+    runs measure the whole backend (Twisted's reactor and the system calls
+    of about 190,000 reads a GB: ttyd writes one frame per pty read); this
+    is the part that is ours, without their noise: ``bridge`` (a plain
+    client) against ``session`` (every byte also kept for a page that comes
+    back).  The best of ``repeats`` is the figure (noise only ever adds).
+    """
+    from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
+    from twisted.internet.task import Clock
+
+    from workshop_backend.terminal.upstream import TerminalSession, UpstreamProtocol
+
+    class Sink:
+        def __init__(self) -> None:
+            self.written = 0
+
+        def write(self, data: bytes) -> None:
+            self.written += len(data)
+
+    class Page:
+        state = WebSocketProtocol.STATE_OPEN
+        peer = None
+        greeted = True
+
+        def __init__(self) -> None:
+            self.transport = Sink()
+
+        def sendMessage(self, payload: bytes, isBinary: bool) -> None:
+            self.transport.write(payload)
+
+        def close_browser(self, code: int, reason: str) -> None:
+            """Nothing closes in this measure."""
+
+    class Host:
+        def __init__(self) -> None:
+            self.reactor = self.clock = Clock()
+            self.open_handshake_timeout = self.close_handshake_timeout = 5.0
+            self.max_pending_input = 1 << 20
+            self.grace = 600.0
+
+        def connect_upstream(self, factory: Any) -> Any:
+            raise NotImplementedError
+
+        def close_code_for(self, upstream: Any) -> tuple[int, str]:
+            return 1000, ""
+
+        def session_finished(self, session: Any) -> None:
+            """Nothing ends in this measure."""
+
+    def frame(payload: bytes) -> bytes:
+        return bytes([0x82, 126]) + struct.pack(">H", len(payload)) + payload
+
+    frames = [frame(b"0" + bytes([65 + i % 26]) * 4095) for i in range(64)]
+    chunks: list[bytes] = []
+    i = 0
+    while i < len(frames):
+        n = 2 if i % 3 == 0 else 1
+        chunks.append(b"".join(frames[i : i + n]))
+        i += n
+
+    def once(named: bool) -> float:
+        host: Any = Host()
+        session = TerminalSession(host, name="bench" if named else None, number=1, buffer_size=2 << 20)
+        upstream = UpstreamProtocol()
+        upstream.factory = type("Factory", (), {"reactor": host.clock})()
+        upstream.state = WebSocketProtocol.STATE_OPEN
+        upstream.data = b""
+        upstream.trafficStats = TrafficStats()
+        upstream.session = session
+        session.upstream = upstream
+        page: Any = Page()
+        session.clients.append(page)
+        total = 0
+        start = time.process_time()
+        for n in range(reads):
+            chunk = chunks[n % len(chunks)]
+            upstream.dataReceived(chunk)
+            total += len(chunk)
+            if n % 8 == 7:
+                host.clock.advance(0.005)  # the gathering timer, as the reactor would fire it
+        upstream.flush()
+        seconds = time.process_time() - start
+        if page.transport.written != total:
+            raise SystemExit(f"the bridge forwarded {page.transport.written} of {total} bytes")
+        return seconds / (total / 1e9)
+
+    results: dict[str, list[float]] = {"bridge": [], "session": []}
+    for _ in range(repeats):
+        results["bridge"].append(once(False))
+        results["session"].append(once(True))
+    return results
+
+
 # -- the backend under test (a child process) ------------------------------------
 
 
@@ -444,6 +546,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keystrokes", type=int, default=300)
     parser.add_argument("--reattaches", type=int, default=5, help="reattaches with 1 MiB to replay")
+    parser.add_argument("--own-repeats", type=int, default=12, help="repeats of the in-process measure (best kept)")
     parser.add_argument("--flood-seconds", type=float, default=60.0, help="yes in 3 detached terminals (0: skip)")
     parser.add_argument("--baseline-ref", default="main", help="git ref whose backend's idle RSS is the baseline")
     parser.add_argument(
@@ -543,9 +646,11 @@ def main() -> None:
                 done(mode, client)
                 rates[mode].append(rate)
                 print(f"  round {r + 1} {mode:11}: {rate:7.1f} MB/s ({total / 1e6:.0f} MB of output)")
+        whole = {}
         for mode in bridged:
             seconds, streamed = cpu_per[mode]
-            print(f"backend CPU in {mode} runs: {seconds / (streamed / 1e9):.2f} s per GB")
+            whole[mode] = seconds / (streamed / 1e9)
+            print(f"backend CPU in {mode} runs: {whole[mode]:.2f} s per GB")
         rss, hwm = rss_kib(backend.pid)
         print(f"backend RSS after throughput: {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f} MiB)")
 
@@ -557,6 +662,7 @@ def main() -> None:
                 done(mode, client)
 
         reattach = reattach_times(connect, args.reattaches)
+        own = own_cpu(args.own_repeats)
 
         baseline_rss: float | None = None
         if exported is not None:
@@ -596,6 +702,14 @@ def main() -> None:
                 f"  {mode} adds (vs direct-tcp): p50 {added[mode][0]:+6.3f} (goal < 0.3)"
                 f"  p99 {added[mode][1]:+6.3f} (goal < 2)"
             )
+        print(
+            "backend CPU per GB of output: the whole process (socket runs) and the bridge's own code"
+            f" (in process, best of {args.own_repeats})"
+        )
+        for mode in BRIDGED:
+            mine = min(own[mode])
+            print(f"  {mode:11} : whole {whole[mode]:5.2f} s/GB   own code {mine:5.2f} s/GB ({mine / whole[mode]:.0%})")
+        print(f"  keeping output for sessions costs {min(own['session']) - min(own['bridge']):+.2f} s/GB of own code")
         print(
             f"reattach with 1 MiB to replay (ms, {len(reattach)} times): median {statistics.median(reattach):.1f}"
             f"  worst {max(reattach):.1f}  (goal < 100)"
