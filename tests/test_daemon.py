@@ -151,6 +151,10 @@ class DaemonTests(TestCase):
         self.assertEqual(len(ttyds), 1)
         self.assertEqual(await d.stop(again), 0)
         self.assertTrue(await gone(ttyds), "no ttyd after SIGTERM")
+        # What the operator reads about the port: our lines, with the URL; not Twisted's old-style ones.
+        self.assertIn(f"stopped accepting connections on {url}".encode(), again.output)
+        self.assertNotIn(b"log_legacy", again.output)
+        self.assertNotRegex(again.output.decode(), r"Site starting on \d+|\(TCP Port \d+ Closed\)")
 
     async def test_token_login_and_page(self) -> None:
         """?token= sets the page cookie and redirects with the browser key; the page and its assets load."""

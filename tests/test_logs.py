@@ -82,6 +82,29 @@ class LineObserverTests(SynchronousTestCase):
         self.assertNotIn("factory", out.getvalue())
         self.assertIn("kept", out.getvalue())
 
+    def test_old_style_lines(self) -> None:
+        """``twisted.python.log`` lines show as ``twisted``; its port open/close lines are not written."""
+        from twisted.python import log as legacy
+
+        for json_lines in (False, True):
+            out = Out()
+            publisher = LogPublisher(LineObserver(out, json_lines=json_lines))
+            old_style = legacy.LogPublisher(observerPublisher=publisher, publishPublisher=publisher)
+            old_style.msg("WorkshopSite starting on 8080")
+            old_style.msg("(TCP Port 8080 Closed)")
+            old_style.msg("(UNIX Port /run/x.sock Closed)")  # not a number: kept, nothing else says it
+            old_style.msg("Received SIGTERM, shutting down.")
+            text = out.getvalue()
+            self.assertNotIn("starting on 8080", text)
+            self.assertNotIn("(TCP Port 8080 Closed)", text)
+            self.assertIn("(UNIX Port /run/x.sock Closed)", text)
+            self.assertNotIn("log_legacy", text)
+            if json_lines:
+                record = json.loads(text.splitlines()[-1])
+                self.assertEqual((record["logger"], record["message"]), ("twisted", "Received SIGTERM, shutting down."))
+            else:
+                self.assertRegex(text.splitlines()[-1], r"Z \[twisted#info\] Received SIGTERM, shutting down\.$")
+
     def test_flush_now_at_the_end(self) -> None:
         """Once the reactor has stopped, what waits is written, and later lines go out at once."""
         out = Out()

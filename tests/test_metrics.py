@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
+from twisted.logger import ILogObserver, Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from workshop_backend.metrics import Metrics, MetricsListenService, MetricsSite, make_metrics_site
@@ -236,7 +237,11 @@ class ListenServiceTests(SynchronousTestCase):
         self.assertEqual((port, interface), (9100, "127.0.0.1"))
         self.assertIsInstance(factory, MetricsSite)
         self.assertEqual(fatal, [])
+        lines: list[str] = []
+        service.log = Logger(observer=cast(ILogObserver, lambda event: lines.append(formatEvent(event))))
         service.stopService()
+        # (MemoryReactor's ports say 0.0.0.0 whatever the interface.)
+        self.assertEqual(lines, ["stopped accepting connections on http://0.0.0.0:9100/metrics"])
 
     def test_cannot_listen(self) -> None:
         """A port already taken stops the daemon with one line naming the option."""

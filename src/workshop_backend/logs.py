@@ -17,6 +17,7 @@ says what happened.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,6 +30,13 @@ from zope.interface import implementer
 SCALARS = (str, int, float, bool, type(None))
 #: Twisted logs these at info for every terminal and every http/port check.
 NOISE = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})
+#: Twisted's old-style lines when a port opens and closes ("WorkshopSite
+#: starting on 8080", "(TCP Port 8080 Closed)"): the daemon says both itself,
+#: with the URL ("listening on ...", "stopped listening on ...").
+LEGACY_NOISE = re.compile(r"\S+ starting on \d+|\(\w+ Port \d+ Closed\)")
+#: What old-style (``twisted.python.log``) events are shown as: Twisted's
+#: own name for them, ``log_legacy``, means nothing to an operator.
+LEGACY_NAMESPACE = "twisted"
 
 
 class _Clock:
@@ -72,6 +80,10 @@ class LineObserver:
         """Format and write one event (below the level: nothing)."""
         if event.get("log_level", LogLevel.info) < self.level or event.get("log_format") in NOISE:
             return
+        if event.get("log_namespace") == "log_legacy":
+            if LEGACY_NOISE.fullmatch(str(event.get("log_text", ""))):
+                return
+            event = {**event, "log_namespace": LEGACY_NAMESPACE}
         line = self.json_line(event) if self.json_lines else self.text_line(event)
         if self.call_soon is None:
             self._write(line + "\n")

@@ -274,12 +274,12 @@ class ListenService(EndpointService):
         super().__init__(endpoint, site, on_fatal=on_fatal, description=settings.listen)
         self.settings = settings
 
-    def announce(self, address: Any) -> None:
+    def announce(self, address: Any) -> str:
         """``listening on URL`` (what tests and tools look for), and the login URL once."""
         host = getattr(address, "host", None)
         if host is None:
             self.log.info("listening on {address}", address=str(address))
-            return
+            return str(address)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         if ":" in shown:
             shown = f"[{shown}]"
@@ -290,3 +290,4 @@ class ListenService(EndpointService):
         if s.auth == "token" and s.token_source == "generated":
             # The only time the token is ever logged: the student needs the URL.
             self.log.info("open {login_url} to start", login_url=f"{url}?token={s.token}")
+        return url

@@ -36,6 +36,7 @@ class EndpointService(Service):
         self.on_fatal = on_fatal
         self.description = description
         self.port: IListeningPort | None = None
+        self._where = description
 
     def startService(self) -> None:
         """Listen now."""
@@ -47,18 +48,31 @@ class EndpointService(Service):
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
-        self.announce(port.getHost())
+        self._where = self.announce(port.getHost())
 
-    def announce(self, address: Any) -> None:
-        """Say where we listen (subclasses say it their way)."""
+    def announce(self, address: Any) -> str:
+        """Say where we listen (subclasses say it their way); answer the place, for the stop line."""
         self.log.info("{description} listening on {address}", description=self.description, address=str(address))
+        return f"{self.description} {address}"
 
     def _failed(self, failure: Failure) -> None:
         self.on_fatal(f"cannot listen on {self.description}: {failure.getErrorMessage()}")
 
     def stopService(self) -> Deferred[None] | None:
-        """Stop listening."""
+        """Stop listening (new connections are refused from here on: the operator sees when)."""
         super().stopService()
-        if self.port is not None:
-            return self.port.stopListening()
-        return None
+        port, self.port = self.port, None
+        if port is None:
+            return None
+        where = self._where
+
+        def stopped(result: None) -> None:
+            # Not "... listening on ...": that is the start line tools look for.
+            self.log.info("stopped accepting connections on {where}", where=where)
+            return result
+
+        d: Deferred[None] | None = port.stopListening()
+        if d is None:
+            stopped(None)
+            return None
+        return d.addCallback(stopped)
