@@ -230,3 +230,27 @@ class SweepTests(RunnerTestCase):
         self.assertEqual(marked.wait(timeout=30), -9)
         self.assertIsNone(other.poll())
         self.assertEqual(sweep("no-such-mark", os.getpid()), 0)
+
+    def test_counted_once(self) -> None:
+        """A killed process still listed in the next round (not torn down yet) is counted once;
+        a child that appears while we sweep is found in the next round."""
+        proc = Path(self.mktemp())
+
+        def process(pid: int, mark: str) -> None:
+            (proc / str(pid)).mkdir(parents=True)
+            (proc / str(pid) / "environ").write_bytes(f"PATH=/bin\0{RUN_MARK}={mark}\0".encode())
+
+        process(100, "m")
+        process(101, "other")
+        process(os.getpid(), "m")  # ourselves: never
+        kills: list[int] = []
+
+        def kill(pid: int, sig: int) -> None:
+            kills.append(pid)
+            if len(kills) == 1:
+                process(102, "m")  # forked by 100 just before it died
+
+        self.assertEqual(sweep("m", os.getpid(), proc=str(proc), kill=kill), 2)
+        # Round 1 kills 100 (and 102 appears); round 2 kills 100 again (still there) and 102; round 3
+        # finds nothing new and stops.
+        self.assertEqual(sorted(kills), [100, 100, 100, 102, 102])

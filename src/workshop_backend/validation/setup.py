@@ -36,6 +36,7 @@ import os
 import secrets
 import shlex
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -110,38 +111,44 @@ def interpreter(script: str) -> list[str]:
     return ["/bin/sh"]
 
 
-def sweep(mark: str, own_pid: int) -> int:
+def sweep(mark: str, own_pid: int, *, proc: str = "/proc", kill: Callable[[int, int], None] = os.kill) -> int:
     """SIGKILL every process whose environment carries ``RUN_MARK=mark``; how many were found.
 
     Runs in a thread (it reads ``/proc``).  Processes we may not read (other
-    users') are skipped: they cannot have inherited our mark.
+    users') are skipped: they cannot have inherited our mark.  ``proc`` and
+    ``kill`` are there for tests (a process table that holds still).
     """
     needle = f"{RUN_MARK}={mark}".encode("ascii")
-    found = 0
+    # A process killed in one round may still be there in the next (the
+    # kernel has not torn it down yet, more so on a busy machine): it is
+    # killed again, harmlessly, but counted once.  Rounds go on while they
+    # find processes not seen before (children forked while we swept).
+    killed: set[int] = set()
     for _ in range(SWEEP_ROUNDS):
-        killed = 0
+        new = 0
         try:
-            pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+            pids = [int(name) for name in os.listdir(proc) if name.isdigit()]
         except OSError:
-            return found
+            break
         for pid in pids:
             if pid == own_pid:
                 continue
             try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
+                with open(f"{proc}/{pid}/environ", "rb") as f:
                     environ = f.read()
             except OSError:
                 continue
             if needle in environ.split(b"\0"):
                 try:
-                    os.kill(pid, signal.SIGKILL)
-                    killed += 1
+                    kill(pid, signal.SIGKILL)
                 except OSError:
-                    pass
-        found += killed
-        if not killed:
+                    continue
+                if pid not in killed:
+                    killed.add(pid)
+                    new += 1
+        if not new:
             break
-    return found
+    return len(killed)
 
 
 class SetupRunner:
