@@ -21,6 +21,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import ResponseDone
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
@@ -558,6 +560,108 @@ class HttpStubTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d).results[0].detail, "GET http://app.test/ timed out after 2 s")
 
 
+class _Answer:
+    """A response a :class:`_Held` client delivers when the test says so."""
+
+    def __init__(self, code: int, body: bytes) -> None:
+        self.code = code
+        self.headers = Headers()
+        self._body = body
+
+    def deliverBody(self, protocol: Any) -> None:
+        protocol.dataReceived(self._body)
+        protocol.connectionLost(Failure(ResponseDone()))
+
+
+class _Held:
+    """A treq-like client whose GETs wait until the test answers them; it counts requests and aborts."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, Deferred[Any]]] = []
+        self.aborted: list[str] = []
+
+    def get(self, url: str, **kwargs: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred(lambda _: self.aborted.append(url))
+        self.pending.append((url, d))
+        return d
+
+    def answer(self, url: str, code: int = 200, body: bytes = b"ok") -> None:
+        for i, (pending_url, d) in enumerate(self.pending):
+            if pending_url == url and not d.called:
+                del self.pending[i]
+                d.callback(_Answer(code, body))
+                return
+        raise AssertionError(f"no request for {url} waits")
+
+
+class LingerTests(SynchronousTestCase):
+    """A timed-out http check leaves its request open for a late answer (a server stopped with Ctrl+Z)."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.client = _Held()
+        self.validator = Validator(
+            as_reactor(MemoryReactorClock()),
+            cwd="/",
+            env={},
+            http_request=cast(HttpClient, self.client),
+            clock=self.clock,
+        )
+
+    def check(self, url: str = "http://app.test/", timeout: float = 2) -> Deferred[ValidationResult]:
+        return self.validator.run("s", spec({"type": "http", "url": url, "timeout": timeout, "body": "^ok$"}))
+
+    def test_timeout_lingers_then_aborts(self) -> None:
+        """The check says it timed out; the request stays open until LINGER_SECONDS, then it is aborted."""
+        d = self.check()
+        self.clock.advance(2)
+        self.assertEqual(self.successResultOf(d).results[0].detail, "GET http://app.test/ timed out after 2 s")
+        self.assertEqual((len(self.client.pending), self.client.aborted), (1, []))
+        self.clock.advance(runner.LINGER_SECONDS - 1)
+        self.assertEqual(self.client.aborted, [])
+        self.clock.advance(1)
+        self.assertEqual(self.client.aborted, ["http://app.test/"])
+
+    def test_next_check_takes_the_late_answer(self) -> None:
+        """A check of the same URL waits on the lingering request (no second connection) and gets its answer."""
+        first = self.check()
+        self.clock.advance(2)
+        self.assertFalse(self.successResultOf(first).results[0].passed)
+        again = self.check(timeout=5)
+        self.assertNoResult(again)
+        self.assertEqual(len(self.client.pending), 1, "no second request")
+        self.client.answer("http://app.test/")
+        self.assertTrue(self.successResultOf(again).results[0].passed)
+        self.clock.advance(runner.LINGER_SECONDS)
+        self.assertEqual(self.client.aborted, [], "an answered request is never aborted")
+        third = self.check()
+        self.assertEqual(len(self.client.pending), 1, "a new request once the last one ended")
+        self.client.answer("http://app.test/", body=b"changed")
+        self.assertFalse(self.successResultOf(third).results[0].passed)
+
+    def test_late_failure_is_quiet(self) -> None:
+        """A lingering request that fails later ends without an unhandled error."""
+        self.check()
+        self.clock.advance(2)
+        self.client.pending[0][1].errback(Failure(ConnectionDone()))
+        self.assertEqual(self.validator._requests, {})
+
+    def test_at_most_max_lingering(self) -> None:
+        """Past MAX_LINGERING lingering requests, a timed-out one is aborted at once."""
+        for n in range(runner.MAX_LINGERING + 1):
+            self.check(f"http://app{n}.test/")
+        self.clock.advance(2)
+        self.assertEqual(self.client.aborted, [f"http://app{runner.MAX_LINGERING}.test/"])
+
+    def test_stop_aborts(self) -> None:
+        """At shutdown lingering requests are aborted."""
+        self.check()
+        self.clock.advance(2)
+        self.validator.stop()
+        self.assertEqual(self.client.aborted, ["http://app.test/"])
+        self.assertEqual(self.validator._requests, {})
+
+
 class HttpRealTests(RunnerTestCase):
     """HTTP rules with the default client against a real local server."""
 
@@ -652,5 +756,32 @@ class PoliteCloseTests(RunnerTestCase):
             lines = stderr.splitlines()
             self.assertEqual([line for line in lines if not access.match(line)], [], stderr)
             self.assertEqual(len(lines), 4, stderr)
+
+        return ensureDeferred(go())
+
+    def test_server_stopped_with_ctrl_z(self) -> Deferred[None]:
+        """Ctrl+Z on the server (SIGSTOP): the check times out without resetting its connection; after
+        ``fg`` (SIGCONT) the server answers that waiting request, which the next check takes (no second
+        connection), and the server prints no traceback."""
+        root = os.path.join(self.dir, "site")
+        os.makedirs(root)
+        with open(os.path.join(root, "index.html"), "w") as f:
+            f.write("<h1>My first web page</h1>")
+
+        async def go() -> None:
+            proc, number = await self.start_server(root)
+            url = f"http://127.0.0.1:{number}/"
+            proc.send_signal(signal.SIGSTOP)
+            stopped = await self.one(type="http", url=url, body="My first web page", timeout=1)
+            self.assertEqual(stopped.detail, f"GET {url} timed out after 1 s")
+            proc.send_signal(signal.SIGCONT)
+            # In the same turn of the reactor: the request still waits, this check shares it.
+            back = await self.one(type="http", url=url, body="My first web page", timeout=30)
+            self.assertTrue(back.passed, back.detail)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = await deferToThread(proc.communicate, None, 30)
+            access = re.compile(r'^127\.0\.0\.1 - - \[[^]]+\] "GET / HTTP/1\.1" 200 -$')
+            self.assertNotIn("Traceback", stderr)
+            self.assertEqual(len([line for line in stderr.splitlines() if access.match(line)]), 1, stderr)
 
         return ensureDeferred(go())

@@ -15,7 +15,18 @@ terminal for every reset it sees (Python's ``http.server`` does), which
 looks like the check broke something.  So a port check says goodbye with a
 FIN and waits for the server to close its side, and an http check reads
 the response to its end (draining past the part it keeps) before it closes.
-Only a deadline that expires aborts a connection.
+
+A deadline that expires does not reset an http check's connection either:
+the check reports the timeout, and the request stays open (*lingers*) for
+up to :data:`LINGER_SECONDS`.  The usual cause is a server the student
+stopped with Ctrl+Z (beginners take it for "quit"): when they bring it back
+with ``fg`` it answers the waiting request, where a reset would have
+printed a traceback into their terminal for every check that had timed
+out.  Checks of the same URL meanwhile wait on that one request instead of
+opening new connections (so an automatic re-check every few seconds does
+not pile them up), and take its answer when it comes.  At most
+:data:`MAX_LINGERING` requests linger; past that, at the end of the linger
+and at shutdown a request is aborted.
 """
 
 from __future__ import annotations
@@ -78,6 +89,10 @@ GOODBYE_SECONDS = 1.0
 KILL_GRACE = 2.0
 """Seconds to wait for a killed command's pipes to close before giving up on them."""
 USER_AGENT = b"workshop-backend-validation"
+LINGER_SECONDS = 300.0
+"""Seconds an http check's request stays open after its check has timed out, for a late answer."""
+MAX_LINGERING = 8
+"""Requests that may linger at once; a request past that is aborted when its check times out."""
 
 
 class HttpClient(Protocol):
@@ -120,6 +135,8 @@ class Validator:
         # rule, not at start (most steps have none).
         self._http: HttpClient | None = http_request
         self._running_groups: dict[int, IProcessTransport] = {}
+        #: GETs in flight by URL, shared by the checks of that URL (see the module's docstring).
+        self._requests: dict[str, _SharedRequest] = {}
 
     # --- public ------------------------------------------------------------------
 
@@ -133,9 +150,11 @@ class Validator:
         return Deferred.fromCoroutine(self._evaluate(step_id, spec))
 
     def stop(self) -> None:
-        """Kill the process groups of all running commands (at shutdown)."""
+        """Kill the process groups of all running commands, abort lingering requests (at shutdown)."""
         for pid, transport in list(self._running_groups.items()):
             kill_group(pid, transport)
+        for request in list(self._requests.values()):
+            request.abort()
 
     # --- the evaluation ----------------------------------------------------------
 
@@ -281,8 +300,14 @@ class Validator:
     # --- http --------------------------------------------------------------------
 
     async def _http_get(self, rule: Rule) -> HttpOutcome:
-        assert rule.url is not None
-        d = Deferred.fromCoroutine(self._fetch(rule.url))
+        url = rule.url
+        assert url is not None
+        request = self._requests.get(url)
+        if request is None:
+            request = _SharedRequest(Deferred.fromCoroutine(self._fetch(url)), self._clock)
+            self._requests[url] = request
+            request.finished.addBoth(lambda _: self._forget(url, request))
+        d = request.wait()
         with self._deadline(d, rule.timeout) as deadline:
             try:
                 return await d
@@ -291,10 +316,16 @@ class Validator:
                 return HttpOutcome(error="https:// cannot be checked: this build has no TLS support")
             except _http_errors() as e:
                 if deadline.expired:
+                    lingering = sum(1 for r in self._requests.values() if r.lingering)
+                    request.linger(LINGER_SECONDS if lingering < MAX_LINGERING else 0.0)
                     return HttpOutcome(timed_out=True)
                 if isinstance(e, defer.CancelledError):
                     raise
                 return HttpOutcome(error=_http_error(e))
+
+    def _forget(self, url: str, request: _SharedRequest) -> None:
+        if self._requests.get(url) is request:
+            del self._requests[url]
 
     def _client(self) -> HttpClient:
         """The HTTP client: treq without persistent connections, made (and imported) on first use."""
@@ -397,6 +428,67 @@ def _http_errors() -> tuple[type[Exception], ...]:
         RequestGenerationFailed,
         SchemeNotSupported,
     )
+
+
+class _SharedRequest:
+    """One GET in flight, which the checks of its URL wait on; it may outlive them (linger).
+
+    A check's deadline cancels only its own wait (:meth:`wait`), never the
+    request; :meth:`linger` then gives the request a time limit of its own,
+    after which (or at :meth:`abort`) it is cancelled, which aborts its
+    connection.
+    """
+
+    def __init__(self, fetch: Deferred[HttpOutcome], clock: IReactorTime) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._waiters: list[Deferred[HttpOutcome]] = []
+        self._limit: IDelayedCall | None = None
+        self._result: HttpOutcome | Failure | None = None
+        #: Fires (with None) when the request has ended, whatever its end.
+        self.finished: Deferred[None] = Deferred()
+        fetch.addBoth(self._ended)
+
+    @property
+    def lingering(self) -> bool:
+        """Whether a check gave up on this request and it waits on for a late answer."""
+        return self._limit is not None
+
+    def wait(self) -> Deferred[HttpOutcome]:
+        """The request's outcome, for one check; cancelling this cancels only this wait."""
+        if isinstance(self._result, Failure):
+            return defer.fail(self._result)
+        if self._result is not None:
+            return defer.succeed(self._result)
+        d: Deferred[HttpOutcome] = Deferred(lambda d: self._waiters.remove(d))
+        self._waiters.append(d)
+        return d
+
+    def linger(self, seconds: float) -> None:
+        """A check timed out: keep the request open up to ``seconds`` more (from the first time), unless waited on."""
+        if self._waiters or self._limit is not None or self._fetch.called:
+            return
+        if seconds <= 0:
+            self.abort()
+            return
+        self._limit = self._clock.callLater(seconds, self.abort)
+
+    def abort(self) -> None:
+        """Give up on the request now (its connection is aborted)."""
+        self._fetch.cancel()
+
+    def _ended(self, result: HttpOutcome | Failure) -> None:
+        self._result = result
+        if self._limit is not None and self._limit.active():
+            self._limit.cancel()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
+        # Nobody waits for a lingering request's end: its failure (if any) ends here.
+        self.finished.callback(None)
 
 
 class _Deadline:
