@@ -35,7 +35,7 @@ from workshop_backend.workshop.distribution import Distribution, DistributionErr
 
 WORKING_COPY = "workshop.sqlite"
 SCHEMA_VERSION = 2
-"""The runtime schema this backend writes (``schema/v2.sql``); 1 is upgraded (``upgrade-v2.sql``)."""
+"""The runtime schema this backend writes (``schema/v1.sql`` + ``upgrade-v2.sql``); a version 1 copy is upgraded."""
 OLDEST_SCHEMA = 1
 TEMP_PREFIX = ".workshop.sqlite.tmp-"
 #: The files SQLite keeps next to a database, which belong to it.
@@ -54,15 +54,23 @@ class WorkingCopy:
     upgraded_from: int | None = None
 
 
+def _schema_file(name: str) -> str:
+    return (resources.files("workshop_backend.state") / "schema" / name).read_text(encoding="utf-8")
+
+
 def schema_sql(version: int) -> str:
-    """The runtime schema shipped in the package as ``schema/vN.sql``."""
-    return (resources.files("workshop_backend.state") / "schema" / f"v{version}.sql").read_text(encoding="utf-8")
+    """The runtime schema ``version`` as one script: ``schema/v1.sql``, then each ``upgrade-vN.sql`` up to it.
+
+    Each table is written once, in the script that introduced it: a fresh
+    copy and an upgraded one are made by the same statements, so they
+    cannot drift apart.
+    """
+    return "\n".join([_schema_file("v1.sql"), *(upgrade_sql(v) for v in range(2, version + 1))])
 
 
 def upgrade_sql(version: int) -> str:
     """The script that brings a copy from ``version - 1`` to ``version`` (``schema/upgrade-vN.sql``)."""
-    name = f"upgrade-v{version}.sql"
-    return (resources.files("workshop_backend.state") / "schema" / name).read_text(encoding="utf-8")
+    return _schema_file(f"upgrade-v{version}.sql")
 
 
 def recorded_hash(path: Path) -> str | None:

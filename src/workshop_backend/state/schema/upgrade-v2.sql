@@ -1,5 +1,6 @@
 -- Upgrade a working copy from runtime schema 1 to 2: the setup_runs table.
--- The statement is the one in v2.sql, so an upgraded copy dumps the same as a fresh one.
+-- A fresh copy runs v1.sql and then this script too (workingcopy.schema_sql), so an upgraded
+-- copy and a fresh one are made by the same statements.
 
 CREATE TABLE setup_runs (            -- a step's setup scripts in this working copy (contract 3.1)
   step_id       TEXT PRIMARY KEY REFERENCES steps(id),
