@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -30,7 +30,7 @@ from twisted.web.server import Site
 
 from tests import daemon as d
 from tests.faultproxy import FaultProxy
-from tests.test_terminal_integration import SHELL, poll_until, process_gone, ttyd_path
+from tests.test_terminal_integration import SHELL, Term, poll_until, process_gone, ttyd_path
 from workshop_backend.terminal.bridge import TerminalBridge
 from workshop_backend.terminal.supervisor import TtydSupervisor
 
@@ -39,26 +39,16 @@ DEADLINE = 30.0
 LINE = re.compile(rb"line-(\d+)\r\n")
 
 
-class SessionTerm(WebSocketClientProtocol):
-    """A page's terminal: asks for sessions, keeps its id and offset, collects output."""
+class SessionTerm(Term):
+    """A page's terminal: asks for sessions, keeps its id and offset, and all of its output."""
 
-    columns = 80
-    rows = 24
+    trim_at = None
 
     def __init__(self) -> None:
         super().__init__()
-        self.output = bytearray()
         self.offset = 0
         self.session: str | None = None
         self.announced: Deferred[dict[str, Any]] = Deferred()
-        self.opened: Deferred[None] = Deferred()
-        self.closed: Deferred[tuple[int | None, str | None]] = Deferred()
-        self._waiters: list[tuple[re.Pattern[bytes], Deferred[re.Match[bytes]]]] = []
-
-    def onOpen(self) -> None:
-        greeting = {"AuthToken": "", "columns": self.columns, "rows": self.rows}
-        self.sendMessage(json.dumps(greeting).encode(), False)
-        self.opened.callback(None)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if payload[:1] == b"S":
@@ -67,35 +57,15 @@ class SessionTerm(WebSocketClientProtocol):
                 self.session = body["session"]
                 self.offset = body["offset"]
                 self.announced.callback(body)
-        elif payload[:1] == b"0":
-            self.output += payload[1:]
+            return
+        if payload[:1] == b"0":
             self.offset += len(payload) - 1
-            self._check()
+        super().onMessage(payload, isBinary)
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+    def closed_early(self, code: int | None, reason: str | None) -> None:
+        # Pages wait for the announcement (a plain client's "opened" is awaited where it matters).
         if not self.announced.called:
             self.announced.errback(Failure(ConnectionError(f"closed before attaching: {code} {reason}")))
-        self.closed.callback((code, reason))
-        for _, waiter in self._waiters:
-            waiter.errback(Failure(AssertionError(f"closed ({code} {reason}); output: {self.output[-300:]!r}")))
-        self._waiters = []
-
-    def _check(self) -> None:
-        for waiter in list(self._waiters):
-            pattern, d = waiter
-            match = pattern.search(self.output)
-            if match:
-                self._waiters.remove(waiter)
-                d.callback(match)
-
-    def type(self, text: str) -> None:
-        self.sendMessage(b"0" + text.encode(), True)
-
-    def wait_for(self, pattern: bytes, timeout: float = DEADLINE) -> Deferred[re.Match[bytes]]:
-        d: Deferred[re.Match[bytes]] = Deferred()
-        self._waiters.append((re.compile(pattern), d))
-        self._check()
-        return d.addTimeout(timeout, reactor)
 
 
 class SessionIntegrationTestCase(TestCase):

@@ -78,6 +78,8 @@ class Term(WebSocketClientProtocol):
 
     columns = 80
     rows = 24
+    #: Past this many bytes of output only the last 64 KiB are kept (None: all of it).
+    trim_at: int | None = 1 << 20
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,13 +96,17 @@ class Term(WebSocketClientProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if payload[:1] == b"0":
             self.output += payload[1:]
-            if len(self.output) > 1 << 20:
+            if self.trim_at is not None and len(self.output) > self.trim_at:
                 del self.output[: len(self.output) - (1 << 16)]
             self._check()
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+    def closed_early(self, code: int | None, reason: str | None) -> None:
+        """The connection closed: fail what the test waits on first if it never came (override)."""
         if not self.opened.called:
             self.opened.errback(Failure(AssertionError(f"handshake failed: {code} {reason}")))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.closed_early(code, reason)
         self.closed.callback((code, reason))
         for _, d in self._waiters:
             d.errback(
